@@ -1,0 +1,3 @@
+from mi_catalog.cli import main
+
+raise SystemExit(main())

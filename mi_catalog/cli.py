@@ -1,0 +1,83 @@
+"""The `mi-catalog` command: a thin layer over the library.
+
+Each command parses its flags, calls one library function, and prints the
+result; library errors become a one-line message and an exit code
+(1 = validation found problems, 2 = bad input or usage). Command groups that
+need heavy dependencies (``run``, ``toy``, ``site``) register themselves from
+their own modules, which import torch/transformers/mkdocs only inside their
+handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from mi_catalog import vocab
+from mi_catalog.errors import CliError
+
+Handler = Callable[[argparse.Namespace], int]
+
+# Modules that add sub-commands: each exposes ``register(subparsers)``. Their
+# module-level imports must stay light (checked by tests/test_light_imports.py).
+COMMAND_MODULES = (
+    "mi_catalog.commands",
+    "mi_catalog.cli_run",
+    "mi_catalog.toy.cli",
+    "mi_catalog.site",
+)
+
+
+def add_catalog_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog",
+        metavar="DIR",
+        default=os.environ.get("MI_CATALOG_DIR"),
+        help="catalog folder (default: $MI_CATALOG_DIR, else the catalog shipped with the package)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="mi-catalog",
+        description="Search and run the catalog of actionable mechanistic interpretability.",
+        epilog=f"facets: {', '.join(f.name for f in vocab.FACETS)} — see `mi-catalog facets`.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real import error inside the module: surface it
+                raise
+            continue  # that command group is not part of this build yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except CliError as err:
+        print(f"mi-catalog: error: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        print("mi-catalog: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `mi-catalog query ... | head`: the reader went away; not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

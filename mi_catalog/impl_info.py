@@ -1,0 +1,85 @@
+"""Reference-implementation metadata, readable without importing torch.
+
+Each file in ``reference_impls/`` declares at module level::
+
+    IMPL = ImplInfo(
+        id="logit-lens",
+        title="Logit lens",
+        objects=("residual-stream",),
+        methods=("vocab-projection",),
+        steering=(),
+        reproduces=("interpreting-gpt-the-logit-lens",),
+    )
+
+The catalog side (``validate``, the site) reads these declarations with
+:mod:`ast` — never importing the module, so never importing torch. The runner
+imports the modules for real and a drift test checks both views agree.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from mi_catalog import vocab
+
+IMPLS_DIR = Path(__file__).resolve().parent.parent / "reference_impls"
+
+
+@dataclass(frozen=True)
+class ImplInfo:
+    id: str
+    title: str
+    objects: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    steering: tuple[str, ...] = ()
+    reproduces: tuple[str, ...] = ()  # catalog entry ids this implementation reproduces
+    module: str = ""  # filled in by discovery: reference_impls.<file stem>
+
+    def problems(self) -> list[str]:
+        """Vocabulary problems with this declaration (empty when fine)."""
+        out = []
+        for facet, values in ((vocab.OBJECT, self.objects), (vocab.METHOD, self.methods), (vocab.STEER, self.steering)):
+            out.extend(f"{facet.name} {v!r} is not a canonical id" for v in values if v not in facet.ids)
+        return out
+
+
+class ImplDeclarationError(ValueError):
+    pass
+
+
+def _declaration(path: Path) -> ImplInfo | None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "IMPL" for t in node.targets)):
+            continue
+        call = node.value
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "ImplInfo"):
+            raise ImplDeclarationError(f"{path.name}: IMPL must be a literal ImplInfo(...) call")
+        try:
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        except ValueError as err:
+            raise ImplDeclarationError(f"{path.name}: IMPL fields must be literals ({err})") from None
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        return ImplInfo(**kwargs, module=f"reference_impls.{path.stem}")
+    return None
+
+
+def discover_impls(impls_dir: Path = IMPLS_DIR) -> dict[str, ImplInfo]:
+    """Every declared implementation by id; a duplicate id is an error."""
+    found: dict[str, ImplInfo] = {}
+    if not impls_dir.is_dir():
+        return found
+    for path in sorted(impls_dir.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        info = _declaration(path)
+        if info is None:
+            continue
+        if info.id in found:
+            raise ImplDeclarationError(
+                f"duplicate reference implementation id {info.id!r} in {path.name} and {found[info.id].module}"
+            )
+        found[info.id] = info
+    return found

@@ -1,0 +1,54 @@
+"""Where things live: the catalog folder and the index cache.
+
+The catalog ships inside the wheel (``mi_catalog/_catalog``, mapped from the
+repository's top-level ``catalog/`` at build time); in a source checkout or an
+editable install the top-level folder is used. ``--catalog DIR`` or
+``MI_CATALOG_DIR`` overrides both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CATALOG_ENV = "MI_CATALOG_DIR"
+CACHE_ENV = "MI_CATALOG_CACHE"
+
+
+def default_catalog_dir() -> Path:
+    env = os.environ.get(CATALOG_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    packaged = PACKAGE_DIR / "_catalog"
+    if packaged.is_dir():
+        return packaged
+    return PACKAGE_DIR.parent / "catalog"
+
+
+def resolve_catalog_dir(catalog: str | os.PathLike[str] | None) -> Path:
+    return Path(catalog).expanduser().resolve() if catalog else default_catalog_dir()
+
+
+def cache_root() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "mi-catalog"
+
+
+def index_dir_for(catalog_dir: Path) -> Path:
+    """One index folder per catalog folder, so --catalog DIR never clobbers the default index."""
+    key = hashlib.sha256(str(catalog_dir.resolve()).encode()).hexdigest()[:16]
+    return cache_root() / "index" / key
+
+
+def catalog_files(catalog_dir: Path) -> list[Path]:
+    """The entry files of a catalog folder, sorted (``*.yaml`` and ``*.yml``; dotfiles skipped)."""
+    if not catalog_dir.is_dir():
+        raise FileNotFoundError(f"catalog folder not found: {catalog_dir} (set --catalog DIR or {CATALOG_ENV})")
+    return sorted(
+        p for p in catalog_dir.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+    )
