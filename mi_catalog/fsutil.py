@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,22 +20,3 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def swap_in_directory(staging: Path, target: Path) -> None:
-    """Replace folder ``target`` by ``staging``; readers see the old or the new one, never a mix.
-
-    ``target`` is a symlink to a versioned folder, so the swap is one atomic
-    ``rename`` of a fresh symlink over the old one; the previous folder is
-    removed afterwards.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.resolve() if target.is_symlink() else None
-    link_tmp = target.parent / f".{target.name}.link.{os.getpid()}"
-    link_tmp.unlink(missing_ok=True)
-    os.symlink(staging.name, link_tmp)
-    if target.exists() and not target.is_symlink():
-        shutil.rmtree(target)  # a plain folder from an older layout: nothing reads it atomically anyway
-    os.replace(link_tmp, target)
-    if old is not None and old != staging.resolve() and old.exists():
-        shutil.rmtree(old, ignore_errors=True)

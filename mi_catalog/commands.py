@@ -1,0 +1,233 @@
+"""Catalog-side commands: query, show, facets, validate, index, import-awesome.
+
+Each handler calls one library function and formats its result. Exit codes:
+0 ok, 1 validation problems, 2 bad input (unknown value, malformed query,
+missing file). Module-level imports stay light: no pydantic, no whoosh here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mi_catalog import vocab
+from mi_catalog.errors import CliError
+from mi_catalog.paths import resolve_catalog_dir
+from mi_catalog.query import SORTS
+
+FORMATS = ("table", "json", "csv", "bibtex", "yaml", "ids")
+
+
+def _catalog_dir(args: argparse.Namespace) -> Path:
+    path = resolve_catalog_dir(args.catalog)
+    if not path.is_dir():
+        raise CliError(f"catalog folder not found: {path} (check --catalog or $MI_CATALOG_DIR)")
+    return path
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+# ---------------------------------------------------------------- query
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from mi_catalog.formats import render_result
+    from mi_catalog.index import open_searcher
+    from mi_catalog.query import build_query
+
+    q = build_query(
+        " ".join(args.text) if args.text else None,
+        object=args.object,
+        method=args.method,
+        steer=args.steer,
+        application=args.application,
+        venue=args.venue,
+        year=args.year,
+        since=args.since,
+        until=args.until,
+        has_impl=args.has_impl,
+        sort=args.sort,
+        limit=args.limit,
+    )
+    searcher = open_searcher(_catalog_dir(args))
+    _emit(render_result(searcher.search(q), args.format))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mi_catalog.formats import bibtex, render_yaml
+    from mi_catalog.index import open_searcher
+
+    searcher = open_searcher(_catalog_dir(args))
+    record = searcher.get(args.id)
+    if record is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.id, searcher.ids(), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise CliError(f"no entry {args.id!r}{hint}")
+    entry = record["entry"]
+    if args.format == "json":
+        _emit(json.dumps(entry, indent=2, ensure_ascii=False))
+    elif args.format == "yaml":
+        _emit(render_yaml(entry))
+    elif args.format == "bibtex":
+        _emit(bibtex(record["hit"]))
+    else:
+        _emit(_render_entry(entry))
+    return 0
+
+
+def _render_entry(entry: dict[str, Any]) -> str:
+    tags = entry["tags"]
+    venue = entry["venue"] + (f" ({entry['venue_detail']})" if entry.get("venue_detail") else "")
+    lines = [entry["title"], "=" * min(len(entry["title"]), 100), f"id:       {entry['id']}", f"year:     {entry['year']}"]
+    lines.append(f"venue:    {venue}")
+    if entry.get("authors"):
+        lines.append(f"authors:  {', '.join(entry['authors'])}")
+    for key, value in entry["links"].items():
+        if value:
+            lines.append(f"{key + ':':9} {value}")
+    for facet in vocab.FACETS:
+        lines.append(f"{facet.name + ':':9} {', '.join(tags[facet.field]) or '-'}")
+    lines.append(f"impls:    {', '.join(entry['impls']) or '-'}")
+    if entry.get("summary"):
+        lines += ["", entry["summary"]]
+    prov = entry["provenance"]
+    lines += ["", f"source:   {prov['source']}" + (f" (sections: {', '.join(prov['sections'])})" if prov["sections"] else "")]
+    if entry.get("notes"):
+        lines += ["notes:"] + [f"  - {n}" for n in entry["notes"]]
+    return "\n".join(lines)
+
+
+def cmd_facets(args: argparse.Namespace) -> int:
+    from mi_catalog.formats import render_vocab_counts
+    from mi_catalog.index import open_searcher
+    from mi_catalog.query import build_query
+
+    counts = open_searcher(_catalog_dir(args)).search(build_query(limit=0)).facets
+    if args.format == "json":
+        _emit(json.dumps({k: dict(v) for k, v in counts.items()}, indent=2))
+    else:
+        _emit(render_vocab_counts(counts))
+    return 0
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mi_catalog.paths import catalog_files
+    from mi_catalog.validate import validate_catalog
+
+    catalog_dir = _catalog_dir(args)
+    problems = validate_catalog(catalog_dir)
+    n_files = len(catalog_files(catalog_dir))
+    if args.format == "json":
+        _emit(json.dumps({"files": n_files, "problems": [p.__dict__ for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p)
+        bad = len({p.file for p in problems})
+        status = "OK" if not problems else f"{len(problems)} problem(s) in {bad} file(s)"
+        print(f"{n_files} files checked: {status}", file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from mi_catalog.index import ensure_index
+
+    info = ensure_index(_catalog_dir(args), rebuild=args.rebuild)
+    state = "rebuilt" if info.rebuilt else "up to date"
+    print(f"index {state}: {info.entries} entries, content {info.content_hash[:12]}, at {info.path}")
+    return 0
+
+
+def cmd_import_awesome(args: argparse.Namespace) -> int:
+    from mi_catalog.importer import import_awesome
+
+    source = Path(args.path)
+    if not source.is_file():
+        raise CliError(f"no such file: {source}")
+    catalog_dir = resolve_catalog_dir(args.catalog)
+    try:
+        report = import_awesome(source, catalog_dir, dry_run=args.dry_run)
+    except ValueError as err:
+        raise CliError(f"{source}: {err}") from None
+    verb = "would add" if args.dry_run else "added"
+    for entry_id, title in report.added:
+        print(f"{verb}: {entry_id}  ({title})")
+    for title, reason in report.skipped:
+        print(f"skipped: {title}  — {reason}")
+    print(f"{report.rows} rows → {len(report.added)} {verb}, {len(report.skipped)} skipped")
+    return 0
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _add_query_flags(p: argparse.ArgumentParser) -> None:
+    for facet in vocab.FACETS:
+        p.add_argument(
+            f"--{facet.name}",
+            action="append",
+            default=[],
+            metavar="V",
+            help=f"{facet.label} (repeat for OR): {', '.join(facet.ids)}"
+            + (f"; or a group: {', '.join(g.id for g in facet.groups)}" if facet.groups else "")
+            + "; aliases accepted",
+        )
+    p.add_argument("--venue", action="append", default=[], metavar="V", help="venue (repeat for OR), e.g. ICLR, arXiv")
+    p.add_argument("--year", action="append", default=[], metavar="Y", help="publication year (repeat for OR)")
+    p.add_argument("--since", metavar="Y", help="published in or after year Y")
+    p.add_argument("--until", metavar="Y", help="published in or before year Y")
+    p.add_argument("--has-impl", action="store_true", help="only papers with a reference implementation")
+    p.add_argument("--sort", choices=SORTS, help="default: relevance with text, else year (newest first)")
+    p.add_argument("--limit", type=int, metavar="N", help="show at most N results (counts cover all matches)")
+
+
+def register(subparsers: Any) -> None:
+    from mi_catalog.cli import add_catalog_option
+
+    q = subparsers.add_parser(
+        "query",
+        help="faceted search: OR within a facet, AND across facets, plus free text",
+        description="Search the catalog. Example: mi-catalog query --object head --method probe",
+    )
+    q.add_argument("text", nargs="*", help="free text over title, summary and authors (BM25; every word must match)")
+    _add_query_flags(q)
+    q.add_argument("--format", choices=FORMATS, default="table")
+    add_catalog_option(q)
+    q.set_defaults(func=cmd_query)
+
+    s = subparsers.add_parser("show", help="show one entry")
+    s.add_argument("id")
+    s.add_argument("--format", choices=("text", "json", "yaml", "bibtex"), default="text")
+    add_catalog_option(s)
+    s.set_defaults(func=cmd_show)
+
+    f = subparsers.add_parser("facets", help="counts per facet value over the whole catalog")
+    f.add_argument("--format", choices=("table", "json"), default="table")
+    add_catalog_option(f)
+    f.set_defaults(func=cmd_facets)
+
+    v = subparsers.add_parser("validate", help="check every catalog file; exit 1 on any problem")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    add_catalog_option(v)
+    v.set_defaults(func=cmd_validate)
+
+    i = subparsers.add_parser("index", help="build the search index (automatic on query when the catalog changed)")
+    i.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+    add_catalog_option(i)
+    i.set_defaults(func=cmd_index)
+
+    imp = subparsers.add_parser("import-awesome", help="create entries from an awesome-list Markdown table")
+    imp.add_argument("path", help="the Markdown file (e.g. the survey's README.md)")
+    imp.add_argument("--dry-run", action="store_true", help="report what would be added; write nothing")
+    add_catalog_option(imp)
+    imp.set_defaults(func=cmd_import_awesome)
