@@ -1,0 +1,130 @@
+"""Query semantics against hand-computed answers on the six-paper fixture catalog (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mi_catalog import Catalog
+from mi_catalog.errors import QueryError
+
+
+def ids(result) -> set[str]:
+    return {h.id for h in result.results}
+
+
+@pytest.fixture
+def cat(small_catalog: Path) -> Catalog:
+    return Catalog(small_catalog)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"object": ["head"]}, {"refusal-heads", "knowledge-circuits-heads"}),
+        # OR within a facet
+        ({"object": ["head", "mlp"]}, {"refusal-heads", "knowledge-circuits-heads", "locating-and-editing"}),
+        ({"object": ["head,mlp"]}, {"refusal-heads", "knowledge-circuits-heads", "locating-and-editing"}),
+        # AND across facets
+        ({"object": ["head"], "method": ["probe"]}, {"refusal-heads"}),
+        ({"object": ["heads"], "method": ["probe"], "steer": ["caa"]}, {"refusal-heads"}),
+        ({"object": ["neuron"], "method": ["probe"]}, set()),
+        # "ablation" is causal attribution under --method but amplitude manipulation under --steer
+        ({"method": ["ablation"]}, {"knowledge-circuits-heads", "locating-and-editing"}),
+        ({"steer": ["ablation"]}, {"knowledge-circuits-heads", "language-specific-neurons"}),
+        ({"method": ["logit-lens"]}, {"early-exit-lens"}),
+        # an application group expands to its children
+        ({"application": ["alignment"]}, {"refusal-heads", "persona-vectors-steering"}),
+        ({"application": ["knowledge", "efficiency"]}, {"knowledge-circuits-heads", "locating-and-editing", "early-exit-lens"}),
+        ({"venue": ["neurips"]}, {"knowledge-circuits-heads", "locating-and-editing"}),
+        ({"venue": ["findings-acl"]}, {"language-specific-neurons"}),
+        ({"year": [2024]}, {"refusal-heads", "language-specific-neurons", "early-exit-lens"}),
+        ({"year": ["2022", "2025"]}, {"locating-and-editing", "persona-vectors-steering"}),
+        ({"since": 2024}, {"refusal-heads", "persona-vectors-steering", "language-specific-neurons", "early-exit-lens"}),
+        ({"until": 2023}, {"knowledge-circuits-heads", "locating-and-editing"}),
+        ({"since": 2023, "until": 2024}, {"refusal-heads", "knowledge-circuits-heads", "language-specific-neurons", "early-exit-lens"}),
+        ({"year": [2024], "since": 2025}, set()),
+        ({"has_impl": True}, {"knowledge-circuits-heads"}),
+        # free text: title, summary and authors; every word must match
+        ({"text": "refusal"}, {"refusal-heads", "persona-vectors-steering"}),
+        ({"text": "refusal", "object": ["head"]}, {"refusal-heads"}),
+        ({"text": "refusal persona"}, {"persona-vectors-steering"}),
+        ({"text": "meng"}, {"locating-and-editing"}),
+        ({"text": "refusal OR meng"}, {"refusal-heads", "persona-vectors-steering", "locating-and-editing"}),
+        ({"text": "title:refusal"}, {"refusal-heads"}),
+    ],
+)
+def test_query_matches_hand_computed_sets(cat: Catalog, kwargs: dict, expected: set[str]) -> None:
+    text = kwargs.pop("text", None)
+    result = cat.query(text, **kwargs)
+    assert ids(result) == expected
+    assert result.total == len(expected)
+
+
+def test_stop_words_only_is_no_text_constraint(cat: Catalog) -> None:
+    assert cat.query("the of").total == 6
+
+
+def test_facet_counts_cover_the_current_result_set(cat: Catalog) -> None:
+    res = cat.query(object=["head"])
+    assert res.facets["object"] == {"attention-head": 2, "ffn": 1}
+    assert res.facets["method"] == {"causal-attribution": 1, "probing": 1}
+    assert res.facets["steer"] == {"amplitude-manipulation": 1, "vector-arithmetic": 1}
+    assert res.facets["application"] == {"safety": 1, "knowledge": 1}
+    assert res.facets["venue"] == {"ICLR": 1, "NeurIPS": 1}
+    assert res.facets["year"] == {"2024": 1, "2023": 1}
+
+
+def test_whole_catalog_counts(cat: Catalog) -> None:
+    facets = cat.facets()
+    assert facets["object"] == {"residual-stream": 2, "attention-head": 2, "ffn": 2, "neuron": 1}
+    assert facets["year"] == {"2025": 1, "2024": 3, "2023": 1, "2022": 1}
+    assert list(facets["year"]) == ["2025", "2024", "2023", "2022"]  # newest first
+
+
+def test_limit_bounds_results_only(cat: Catalog) -> None:
+    full = cat.query(object=["head"])
+    limited = cat.query(object=["head"], limit=1)
+    assert limited.total == 2 and len(limited.results) == 1
+    assert limited.facets == full.facets
+    assert cat.query(limit=0).results == ()
+
+
+def test_sorting(cat: Catalog) -> None:
+    by_year = [h.year for h in cat.query(sort="year").results]
+    assert by_year == sorted(by_year, reverse=True)
+    by_title = [h.title.casefold() for h in cat.query(sort="title").results]
+    assert by_title == sorted(by_title)
+    # relevance: a title match (boosted) outranks a summary-only match
+    assert [h.id for h in cat.query("refusal").results] == ["refusal-heads", "persona-vectors-steering"]
+
+
+def test_results_carry_the_json_contract(cat: Catalog) -> None:
+    record = cat.query(object=["neuron"]).to_json()
+    assert record["total"] == 1
+    hit = record["results"][0]
+    for key in ("id", "title", "year", "venue", "objects", "methods", "steering", "applications", "links", "impls"):
+        assert key in hit
+    assert hit["objects"] == ["neuron"] and hit["venue"] == "Findings of ACL"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"object": ["hed"]}, "did you mean"),
+        ({"method": ["probbing"]}, "did you mean"),
+        ({"venue": ["nowhere"]}, "unknown venue"),
+        ({"text": 'refusal "unclosed'}, "unbalanced double quote"),
+        ({"text": "(refusal"}, "unbalanced parentheses"),
+        ({"text": "venue:ICLR"}, "unknown field"),
+        ({"text": "refusal AND"}, "boolean operator"),
+        ({"year": ["twenty"]}, "--year"),
+        ({"since": 2025, "until": 2020}, "after"),
+        ({"sort": "random"}, "unknown sort"),
+    ],
+)
+def test_bad_input_is_a_query_error(cat: Catalog, kwargs: dict, message: str) -> None:
+    text = kwargs.pop("text", None)
+    with pytest.raises(QueryError, match=message):
+        cat.query(text, **kwargs)

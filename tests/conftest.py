@@ -1,0 +1,124 @@
+"""Shared fixtures: an isolated index cache, a small hand-written catalog, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UPSTREAM = REPO.parent / "shared" / "upstream" / "awesome-actionable-mi-survey" / "README.md"
+# The installed console script, next to the interpreter running the tests.
+ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Never touch the user's ~/.cache: every test session gets its own index cache."""
+    old = os.environ.get("MI_CATALOG_CACHE")
+    os.environ["MI_CATALOG_CACHE"] = str(tmp_path_factory.mktemp("mi-catalog-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MI_CATALOG_CACHE", None)
+    else:
+        os.environ["MI_CATALOG_CACHE"] = old
+
+
+def make_entry_data(entry_id: str, **overrides: Any) -> dict[str, Any]:
+    """A valid entry as plain data; override any top-level field."""
+    data: dict[str, Any] = {
+        "id": entry_id,
+        "title": f"Paper {entry_id}",
+        "year": 2024,
+        "venue": "ICLR",
+        "links": {"paper": f"https://example.org/{entry_id}"},
+        "tags": {"objects": [], "methods": [], "steering": [], "applications": []},
+        "impls": [],
+        "provenance": {"source": "mi-catalog"},
+    }
+    data.update(overrides)
+    return data
+
+
+def write_entry(catalog_dir: Path, entry_id: str, **overrides: Any) -> Path:
+    import yaml
+
+    path = catalog_dir / f"{entry_id}.yaml"
+    path.write_text(yaml.safe_dump(make_entry_data(entry_id, **overrides), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _tags(objects: list[str], methods: list[str], steering: list[str], applications: list[str]) -> dict[str, list[str]]:
+    return {"objects": objects, "methods": methods, "steering": steering, "applications": applications}
+
+
+# Six papers whose query answers are computed by hand in tests/catalog/test_query.py.
+SMALL_CATALOG: dict[str, dict[str, Any]] = {
+    "refusal-heads": {
+        "title": "Refusal Heads Probe",
+        "summary": "We probe attention heads for refusal.",
+        "year": 2024,
+        "venue": "ICLR",
+        "tags": _tags(["attention-head"], ["probing"], ["vector-arithmetic"], ["safety"]),
+    },
+    "knowledge-circuits-heads": {
+        "title": "Knowledge Circuits in Heads",
+        "year": 2023,
+        "venue": "NeurIPS",
+        "impls": ["logit-lens"],
+        "tags": _tags(["attention-head", "ffn"], ["causal-attribution"], ["amplitude-manipulation"], ["knowledge"]),
+    },
+    "persona-vectors-steering": {
+        "title": "Persona Vectors Steering",
+        "summary": "Steering persona without refusal side effects.",
+        "year": 2025,
+        "venue": "arXiv",
+        "tags": _tags(["residual-stream"], ["probing"], ["vector-arithmetic"], ["persona"]),
+    },
+    "language-specific-neurons": {
+        "title": "Language-Specific Neurons",
+        "year": 2024,
+        "venue": "Findings of ACL",
+        "tags": _tags(["neuron"], ["magnitude-analysis"], ["amplitude-manipulation"], ["multilingual"]),
+    },
+    "locating-and-editing": {
+        "title": "Locating and Editing Factual Associations",
+        "authors": ["Kevin Meng", "David Bau"],
+        "year": 2022,
+        "venue": "NeurIPS",
+        "tags": _tags(["ffn"], ["causal-attribution"], ["targeted-optimization"], ["knowledge"]),
+    },
+    "early-exit-lens": {
+        "title": "Early Exit via the Logit Lens",
+        "year": 2024,
+        "venue": "ACL",
+        "tags": _tags(["residual-stream"], ["vocab-projection"], [], ["efficient-inference"]),
+    },
+}
+
+
+@pytest.fixture
+def small_catalog(tmp_path: Path) -> Path:
+    catalog_dir = tmp_path / "catalog"
+    catalog_dir.mkdir()
+    for entry_id, fields in SMALL_CATALOG.items():
+        write_entry(catalog_dir, entry_id, **fields)
+    return catalog_dir
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `mi-catalog` entry point; returns the completed process (never raises)."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [str(ENTRY_POINT), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=300
+        )
+
+    return run
