@@ -15,6 +15,7 @@ and :mod:`mi_catalog.index`) and return typed results
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +32,14 @@ if TYPE_CHECKING:
 class Catalog:
     """A catalog folder: its validated entries, its index, and queries over it."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, recheck_seconds: float = 1.0) -> None:
+        """``recheck_seconds``: how often a long-lived Catalog checks the folder for edits
+        (each check stats every file; 0 checks before every query)."""
         self.path: Path = resolve_catalog_dir(path)
+        self.recheck_seconds = recheck_seconds
         self._searcher: IndexSearcher | None = None
         self._searcher_hash: str | None = None
+        self._checked_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.path)!r})"
@@ -71,6 +76,10 @@ class Catalog:
     def _open(self) -> IndexSearcher:
         from mi_catalog.index import IndexSearcher, ensure_index
 
+        now = time.monotonic()
+        if self._searcher is not None and now - self._checked_at < self.recheck_seconds:
+            return self._searcher
+        self._checked_at = now
         info = ensure_index(self.path, quiet=True)
         if self._searcher is None or self._searcher_hash != info.content_hash:
             if self._searcher is not None:

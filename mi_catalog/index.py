@@ -28,7 +28,8 @@ from typing import Any
 
 from mi_catalog import vocab
 from mi_catalog.errors import CliError, QueryError
-from mi_catalog.paths import catalog_files, index_dir_for
+from mi_catalog.fsutil import atomic_write_text
+from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
 from mi_catalog.query import COUNT_FACETS, TEXT_FIELDS, TOKEN_PATTERN, Hit, Query, QueryResult
 
 INDEX_FORMAT = 1  # bump when the index schema or the stored record changes
@@ -173,19 +174,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def build_index(catalog_dir: Path, index_root: Path | None = None) -> IndexInfo:
+def build_index(catalog_dir: Path, index_root: Path | None = None, *, signature: str | None = None) -> IndexInfo:
     """Load and validate the catalog, build a fresh index aside, then swap it in atomically."""
     from mi_catalog.load import load_catalog
 
     index_root = index_root or index_dir_for(catalog_dir)
     index_root.mkdir(parents=True, exist_ok=True)
+    # Signature before hash before load: an edit racing the build makes the next query rebuild again.
+    signature = signature or catalog_signature(catalog_dir)
     digest = content_hash(catalog_dir)
     loaded = load_catalog(catalog_dir)
     invalid = tuple(sorted({p.file for p in loaded.problems}))
     staging = index_root / f".staging-{digest[:12]}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
-    meta = {"format": INDEX_FORMAT, "content_hash": digest, "entries": len(loaded.entries), "invalid_files": invalid}
+    meta = {
+        "format": INDEX_FORMAT,
+        "content_hash": digest,
+        "signature": signature,
+        "entries": len(loaded.entries),
+        "invalid_files": invalid,
+    }
     write_index(loaded.entries, staging, meta)
     final = index_root / f"v-{digest[:12]}-{os.getpid()}"
     if final.exists():
@@ -206,14 +215,25 @@ def _swap_symlink(link: Path, target_name: str) -> None:
 
 
 def ensure_index(catalog_dir: Path, *, rebuild: bool = False, quiet: bool = False) -> IndexInfo:
-    """The up-to-date index for ``catalog_dir``, rebuilding it when its content changed."""
+    """The up-to-date index for ``catalog_dir``, rebuilding it when its content changed.
+
+    Fast path: the folder's stat signature (names, sizes, mtimes) equals the one
+    recorded at build time, so no file is read. Otherwise the content hash
+    decides; a touched-but-unchanged catalog only refreshes the recorded signature.
+    """
     root = index_dir_for(catalog_dir)
     current = root / "current"
-    digest = content_hash(catalog_dir)
+    signature = catalog_signature(catalog_dir)
     meta = _read_meta(current) if current.exists() else None
-    if not rebuild and meta and meta.get("content_hash") == digest and meta.get("format") == INDEX_FORMAT:
-        return IndexInfo(current.resolve(), digest, meta["entries"], tuple(meta.get("invalid_files", ())), False)
-    info = build_index(catalog_dir, root)
+    fresh_format = bool(meta) and meta.get("format") == INDEX_FORMAT  # type: ignore[union-attr]
+    if not rebuild and meta and fresh_format:
+        if meta.get("signature") == signature:
+            return _info(current, meta)
+        if meta.get("content_hash") == content_hash(catalog_dir):
+            meta["signature"] = signature
+            atomic_write_text(current.resolve() / META_FILE, json.dumps(meta, indent=2))
+            return _info(current, meta)
+    info = build_index(catalog_dir, root, signature=signature)
     if info.invalid_files and not quiet:
         print(
             f"mi-catalog: warning: {len(info.invalid_files)} invalid catalog file(s) left out of the index"
@@ -222,6 +242,10 @@ def ensure_index(catalog_dir: Path, *, rebuild: bool = False, quiet: bool = Fals
             file=sys.stderr,
         )
     return info
+
+
+def _info(current: Path, meta: Mapping[str, Any]) -> IndexInfo:
+    return IndexInfo(current.resolve(), meta["content_hash"], meta["entries"], tuple(meta.get("invalid_files", ())), False)
 
 
 # ---------------------------------------------------------------- searching
@@ -234,6 +258,7 @@ class IndexSearcher:
     path: Path
     _searcher: Any = None
     _term_docs: dict[str, dict[str, frozenset[int]]] = field(default_factory=dict)
+    _keys: tuple[list[int], list[str]] | None = None
 
     def __post_init__(self) -> None:
         from whoosh import index as whoosh_index
@@ -286,8 +311,10 @@ class IndexSearcher:
         wanted = set(query.years) if query.years else set(present)
         return [str(y) for y in present if y in wanted and lo <= y <= hi]
 
-    def _text_scores(self, text: str, within: set[int]) -> dict[int, float]:
+    def _parse_text(self, text: str) -> Any:
+        """The Whoosh query for free text, or None when only stop words remain (no text constraint)."""
         from whoosh import qparser
+        from whoosh.query import NullQuery
 
         parser = qparser.MultifieldParser(list(TEXT_FIELDS), self._searcher.schema, group=qparser.AndGroup)
         parser.remove_plugin_class(qparser.FieldsPlugin)
@@ -296,10 +323,18 @@ class IndexSearcher:
             parsed = parser.parse(text)
         except Exception as err:  # whoosh raises assorted errors on odd syntax
             raise QueryError(f"malformed query {text!r}: {err}") from None
-        if parsed is None or type(parsed).__name__ == "NullQuery":
-            return dict.fromkeys(within, 0.0)  # only stop words: no text constraint (as on the site)
-        results = self._searcher.search(parsed, filter=within, limit=None)
-        return {hit.docnum: float(hit.score) for hit in results}
+        return None if parsed is None or parsed.normalize() is NullQuery else parsed
+
+    def _text_match(self, text: str, within: set[int], top: int | None) -> tuple[set[int], dict[int, float]]:
+        """Documents of ``within`` matching the text, and BM25 scores for the best ``top`` (all if None)."""
+        parsed = self._parse_text(text)
+        if parsed is None:
+            return within, {}
+        matched = {d for d in self._searcher.docs_for_query(parsed) if d in within}
+        if top == 0 or not matched:
+            return matched, {}
+        results = self._searcher.search(parsed, filter=matched, limit=top)
+        return matched, {hit.docnum: float(hit.score) for hit in results}
 
     def facet_counts(self, docs: set[int]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
@@ -308,15 +343,26 @@ class IndexSearcher:
             counts[name] = _ordered_counts(name, {v: c for v, c in per_value.items() if c})
         return counts
 
+    def _sort_keys(self) -> tuple[list[int], list[str]]:
+        """Year and casefolded title of every document, read once per searcher."""
+        if self._keys is None:
+            reader = self._searcher.reader()
+            years = reader.column_reader("year_sort")
+            titles = reader.column_reader("title_sort")
+            n = reader.doc_count_all()
+            self._keys = ([years[d] for d in range(n)], [titles[d] for d in range(n)])
+        return self._keys
+
     def _order(self, docs: Iterable[int], query: Query, scores: Mapping[int, float]) -> list[int]:
-        reader = self._searcher.reader()
-        years = reader.column_reader("year_sort")
-        titles = reader.column_reader("title_sort")
-        if query.sort == "relevance" and query.text:
-            return sorted(docs, key=lambda d: (-scores.get(d, 0.0), -years[d], titles[d]))
+        years, titles = self._sort_keys()
         if query.sort == "title":
-            return sorted(docs, key=lambda d: titles[d])
-        return sorted(docs, key=lambda d: (-years[d], titles[d]))
+            return sorted(docs, key=titles.__getitem__)
+        by_year = sorted(docs, key=lambda d: (-years[d], titles[d]))
+        if query.sort == "relevance" and scores:
+            # Scored documents first by score; the rest (beyond the limit) keep the year order.
+            best = sorted(scores, key=lambda d: (-scores[d], -years[d], titles[d]))
+            return best + [d for d in by_year if d not in scores]
+        return by_year
 
     def record(self, docnum: int) -> dict[str, Any]:
         stored: dict[str, Any] = json.loads(self._searcher.stored_fields(docnum)["record"])
@@ -326,8 +372,8 @@ class IndexSearcher:
         matched = self.filter_docs(query)
         scores: dict[int, float] = {}
         if query.text and matched:
-            scores = self._text_scores(query.text, matched)
-            matched = set(scores)
+            top = query.limit if query.sort == "relevance" else 0
+            matched, scores = self._text_match(query.text, matched, top)
         ordered = self._order(matched, query, scores)
         shown = ordered if query.limit is None else ordered[: query.limit]
         hits = tuple(_hit(self.record(d)["hit"], scores.get(d) if query.text else None) for d in shown)

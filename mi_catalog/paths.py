@@ -45,10 +45,29 @@ def index_dir_for(catalog_dir: Path) -> Path:
     return cache_root() / "index" / key
 
 
-def catalog_files(catalog_dir: Path) -> list[Path]:
-    """The entry files of a catalog folder, sorted (``*.yaml`` and ``*.yml``; dotfiles skipped)."""
+def _entry_dirents(catalog_dir: Path) -> list[os.DirEntry[str]]:
     if not catalog_dir.is_dir():
         raise FileNotFoundError(f"catalog folder not found: {catalog_dir} (set --catalog DIR or {CATALOG_ENV})")
-    return sorted(
-        p for p in catalog_dir.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-    )
+    with os.scandir(catalog_dir) as it:
+        found = [
+            d for d in it if d.name.endswith((".yaml", ".yml")) and not d.name.startswith(".") and d.is_file()
+        ]
+    return sorted(found, key=lambda d: d.name)
+
+
+def catalog_files(catalog_dir: Path) -> list[Path]:
+    """The entry files of a catalog folder, sorted by name (``*.yaml`` and ``*.yml``; dotfiles skipped)."""
+    return [catalog_dir / d.name for d in _entry_dirents(catalog_dir)]
+
+
+def catalog_signature(catalog_dir: Path) -> str:
+    """Cheap fingerprint from names, sizes and modification times (no file is read).
+
+    Used as a fast path before the content hash: when it is unchanged the
+    content is too; when it changed, the content hash decides.
+    """
+    digest = hashlib.sha256()
+    for d in _entry_dirents(catalog_dir):
+        st = d.stat()
+        digest.update(f"{d.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return digest.hexdigest()

@@ -17,12 +17,21 @@ from pathlib import Path
 from mi_catalog.impl_info import IMPLS_DIR, ImplDeclarationError, ImplInfo, discover_impls
 from mi_catalog.importer import link_key, normalize_title
 from mi_catalog.load import LoadResult, Problem, load_catalog
-from mi_catalog.paths import catalog_files
+from mi_catalog.paths import catalog_files, default_catalog_dir
 from mi_catalog.schema import Entry
 
 
-def validate_catalog(catalog_dir: Path, impls_dir: Path = IMPLS_DIR) -> list[Problem]:
-    """All problems in the catalog folder (an empty list means valid)."""
+def validate_catalog(
+    catalog_dir: Path, impls_dir: Path = IMPLS_DIR, *, impl_coverage: bool | None = None
+) -> list[Problem]:
+    """All problems in the catalog folder (an empty list means valid).
+
+    ``impl_coverage``: also require every entry an implementation reproduces to
+    exist in this catalog. Default: only for the shipped catalog — another
+    catalog folder need not contain the papers our implementations reproduce.
+    """
+    if impl_coverage is None:
+        impl_coverage = catalog_dir.resolve() == default_catalog_dir().resolve()
     loaded = load_catalog(catalog_dir)
     problems = list(loaded.problems)
     problems += _duplicate_stems(catalog_dir)
@@ -31,7 +40,7 @@ def validate_catalog(catalog_dir: Path, impls_dir: Path = IMPLS_DIR) -> list[Pro
         impls = discover_impls(impls_dir)
     except (ImplDeclarationError, SyntaxError) as err:
         return [*problems, Problem("reference_impls", "-", str(err), "fix the IMPL declaration")]
-    problems += _impl_problems(loaded.entries, impls)
+    problems += _impl_problems(loaded.entries, impls, impl_coverage)
     return problems
 
 
@@ -76,7 +85,7 @@ def _cross_entry_problems(loaded: LoadResult) -> list[Problem]:
     ]
 
 
-def _impl_problems(entries: list[Entry], impls: dict[str, ImplInfo]) -> list[Problem]:
+def _impl_problems(entries: list[Entry], impls: dict[str, ImplInfo], coverage: bool) -> list[Problem]:
     by_id = {e.id: e for e in entries}
     out = []
     for entry in entries:
@@ -105,6 +114,8 @@ def _impl_problems(entries: list[Entry], impls: dict[str, ImplInfo]) -> list[Pro
         for entry_id in impl.reproduces:
             entry = by_id.get(entry_id)
             if entry is None:
+                if not coverage:
+                    continue
                 out.append(Problem(impl_file, "IMPL.reproduces", f"no catalog entry {entry_id!r}", "add the entry or fix the id"))
             elif impl.id not in entry.impls:
                 out.append(
