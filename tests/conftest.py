@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-UPSTREAM = REPO.parent / "shared" / "upstream" / "awesome-actionable-mi-survey" / "README.md"
+# A verbatim snapshot of the survey's list (MIT, see its LICENSE), so the tests need nothing outside the repo.
+UPSTREAM = REPO / "tests" / "data" / "awesome-actionable-mi-survey" / "README.md"
 # The installed console script, next to the interpreter running the tests.
 ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
 
