@@ -27,7 +27,7 @@ from mi_catalog import Catalog, vocab  # noqa: E402
 from mi_catalog.index import build_index  # noqa: E402
 
 ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
-WORDS = "refusal steering probe head neuron circuit knowledge factual editing sparse feature layer residual".split()
+WORDS = ["refusal", "steering", "probe", "head", "neuron", "circuit", "knowledge", "factual", "editing", "sparse", "feature", "layer", "residual"]
 
 
 def median_wall(cmd: list[str], runs: int, env: dict[str, str]) -> float:
@@ -65,16 +65,16 @@ def warm_latency(catalog: Catalog, label: str, runs: int = 50) -> None:
         start = time.perf_counter()
         catalog.query(text, limit=20, **kwargs)
         times.append(time.perf_counter() - start)
-    print(f"warm facet query      {statistics.median(times) * 1000:7.1f} ms median, "
-          f"{max(times) * 1000:.1f} ms max  [{label}]   (target <= 80 ms)")
+    print(
+        f"warm facet query      {statistics.median(times) * 1000:7.1f} ms median, "
+        f"{max(times) * 1000:.1f} ms max  [{label}]   (target <= 80 ms)"
+    )
 
 
 def synthetic_catalog(folder: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     for i in range(n):
-        tags = {
-            f.field: rng.sample(list(f.ids), k=rng.choice((1, 1, 2))) for f in vocab.FACETS
-        }
+        tags = {f.field: rng.sample(list(f.ids), k=rng.choice((1, 1, 2))) for f in vocab.FACETS}
         data = {
             "id": f"paper-{i:05d}",
             "title": " ".join(rng.choices(WORDS, k=8)).capitalize() + f" {i}",
@@ -94,7 +94,9 @@ def build_time(folder: Path, label: str) -> None:
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         info = build_index(folder, Path(root))
-        print(f"index build           {time.perf_counter() - start:7.2f} s  [{label}, {info.entries} entries]   (target <= 30 s at 10k)")
+        print(
+            f"index build           {time.perf_counter() - start:7.2f} s  [{label}, {info.entries} entries]   (target <= 30 s at 10k)"
+        )
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ class Catalog:
         self,
         text: str | None = None,
         *,
-        object: Iterable[str] = (),  # noqa: A002 - the facet is called "object" everywhere
+        object: Iterable[str] = (),
         method: Iterable[str] = (),
         steer: Iterable[str] = (),
         application: Iterable[str] = (),

@@ -86,7 +86,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _render_entry(entry: dict[str, Any]) -> str:
     tags = entry["tags"]
     venue = entry["venue"] + (f" ({entry['venue_detail']})" if entry.get("venue_detail") else "")
-    lines = [entry["title"], "=" * min(len(entry["title"]), 100), f"id:       {entry['id']}", f"year:     {entry['year']}"]
+    lines = [
+        entry["title"],
+        "=" * min(len(entry["title"]), 100),
+        f"id:       {entry['id']}",
+        f"year:     {entry['year']}",
+    ]
     lines.append(f"venue:    {venue}")
     if entry.get("authors"):
         lines.append(f"authors:  {', '.join(entry['authors'])}")
@@ -99,7 +104,10 @@ def _render_entry(entry: dict[str, Any]) -> str:
     if entry.get("summary"):
         lines += ["", entry["summary"]]
     prov = entry["provenance"]
-    lines += ["", f"source:   {prov['source']}" + (f" (sections: {', '.join(prov['sections'])})" if prov["sections"] else "")]
+    lines += [
+        "",
+        f"source:   {prov['source']}" + (f" (sections: {', '.join(prov['sections'])})" if prov["sections"] else ""),
+    ]
     if entry.get("notes"):
         lines += ["notes:"] + [f"  - {n}" for n in entry["notes"]]
     return "\n".join(lines)

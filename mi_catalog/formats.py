@@ -18,7 +18,19 @@ from mi_catalog import vocab
 from mi_catalog.query import QueryResult
 
 FORMATS = ("table", "json", "csv", "bibtex", "yaml", "ids")
-CSV_COLUMNS = ("id", "title", "year", "venue", "objects", "methods", "steering", "applications", "paper", "arxiv", "impls")
+CSV_COLUMNS = (
+    "id",
+    "title",
+    "year",
+    "venue",
+    "objects",
+    "methods",
+    "steering",
+    "applications",
+    "paper",
+    "arxiv",
+    "impls",
+)
 
 
 def render_result(result: QueryResult, fmt: str) -> str:
@@ -97,12 +109,12 @@ def render_table(records: Sequence[Mapping[str, Any]], total: int) -> str:
         for r in records
     ]
     caps = (38, 4, 18, 30, 30, 26, 200)
-    widths = [min(cap, max([len(h)] + [len(row[i]) for row in rows])) for i, (h, cap) in enumerate(zip(header, caps))]
+    widths = [min(cap, max([len(h)] + [len(row[i]) for row in rows])) for i, (h, cap) in enumerate(zip(header, caps, strict=True))]
     fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
     widths[-1] = max(20, min(widths[-1], width - fixed))
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(_clip(c, w).ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(_clip(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])]
     out.extend(line(row) for row in rows)
@@ -146,7 +158,12 @@ def render_vocab_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
 # ---------------------------------------------------------------- BibTeX
 
 
-_BIB_TYPES = {"conference": "inproceedings", "findings": "inproceedings", "workshop": "inproceedings", "journal": "article"}
+_BIB_TYPES = {
+    "conference": "inproceedings",
+    "findings": "inproceedings",
+    "workshop": "inproceedings",
+    "journal": "article",
+}
 
 
 def _bib_escape(text: str) -> str:
@@ -196,7 +213,12 @@ def vocab_markdown() -> str:
     """The vocabulary as Markdown tables, for the README (kept in sync by a test)."""
     out: list[str] = []
     for facet in vocab.FACETS:
-        out += [f"**`--{facet.name}`** — {facet.description}", "", "| id | label | aliases | description |", "|---|---|---|---|"]
+        out += [
+            f"**`--{facet.name}`** — {facet.description}",
+            "",
+            "| id | label | aliases | description |",
+            "|---|---|---|---|",
+        ]
         for term in facet.terms:
             term_id = f"{term.parent} / `{term.id}`" if term.parent else f"`{term.id}`"
             aliases = ", ".join(term.aliases)

@@ -39,7 +39,7 @@ class ImplInfo:
 
     def problems(self) -> list[str]:
         """Vocabulary problems with this declaration (empty when fine)."""
-        out = []
+        out: list[str] = []
         for facet, values in ((vocab.OBJECT, self.objects), (vocab.METHOD, self.methods), (vocab.STEER, self.steering)):
             out.extend(f"{facet.name} {v!r} is not a canonical id" for v in values if v not in facet.ids)
         return out

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from mi_catalog import vocab
@@ -28,7 +29,7 @@ from mi_catalog.load import EntryFileError, dump_entry_yaml, load_entry
 from mi_catalog.paths import catalog_files
 from mi_catalog.schema import Entry, Links, Provenance, Tags, UpstreamRow
 
-SOURCE = "awesome-actionable-mi-survey"
+SOURCE: Literal["awesome-actionable-mi-survey"] = "awesome-actionable-mi-survey"
 NO_TAG = {"-", "", "—", "n/a"}
 _ARXIV_IN_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})(?:v\d+)?", re.I)
 _ARXIV_DOI = re.compile(r"10\.48550/arxiv\.(\d{4}\.\d{4,5})", re.I)
@@ -285,7 +286,10 @@ def group_rows(rows: Iterable[Row]) -> list[Candidate]:
     for g in groups:
         if len(g.rows) > 1:
             sections = ", ".join(r.section for r in g.rows)
-            g.notes.insert(0, f"Listed {len(g.rows)} times upstream (sections: {sections}); merged into one entry keeping every tag.")
+            g.notes.insert(
+                0,
+                f"Listed {len(g.rows)} times upstream (sections: {sections}); merged into one entry keeping every tag.",
+            )
     _flag_shared(groups)
     return groups
 
@@ -312,6 +316,7 @@ _STOP = {"a", "an", "the", "of", "in", "on", "for", "to", "and", "via", "by", "w
 
 def slugify(title: str) -> str:
     """Readable id: a paper's short name before the colon ("DoLa: ..." → dola), else its first words."""
+
     def words(text: str) -> list[str]:
         return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
 

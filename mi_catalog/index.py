@@ -245,7 +245,9 @@ def ensure_index(catalog_dir: Path, *, rebuild: bool = False, quiet: bool = Fals
 
 
 def _info(current: Path, meta: Mapping[str, Any]) -> IndexInfo:
-    return IndexInfo(current.resolve(), meta["content_hash"], meta["entries"], tuple(meta.get("invalid_files", ())), False)
+    return IndexInfo(
+        current.resolve(), meta["content_hash"], meta["entries"], tuple(meta.get("invalid_files", ())), False
+    )
 
 
 # ---------------------------------------------------------------- searching

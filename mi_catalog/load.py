@@ -30,9 +30,7 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return dict(yaml.SafeLoader.construct_mapping(loader, node, deep=deep))
 
@@ -61,7 +59,7 @@ class EntryFileError(Exception):
 
 
 def parse_yaml_text(text: str) -> Any:
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 def read_yaml(path: Path) -> Any:
@@ -127,7 +125,14 @@ def load_entry(path: Path) -> Entry:
     entry = entry_from_data(read_yaml(path), path.name)
     if entry.id != path.stem:
         raise EntryFileError(
-            [Problem(path.name, "id", f"id {entry.id!r} differs from the file name", f"rename the file to {entry.id}.yaml or set id: {path.stem}")]
+            [
+                Problem(
+                    path.name,
+                    "id",
+                    f"id {entry.id!r} differs from the file name",
+                    f"rename the file to {entry.id}.yaml or set id: {path.stem}",
+                )
+            ]
         )
     return entry
 

@@ -109,7 +109,7 @@ def check_text_syntax(text: str) -> None:
 def build_query(
     text: str | None = None,
     *,
-    object: Iterable[str] = (),  # noqa: A002 - the facet is called "object" everywhere
+    object: Iterable[str] = (),
     method: Iterable[str] = (),
     steer: Iterable[str] = (),
     application: Iterable[str] = (),

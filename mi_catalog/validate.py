@@ -49,14 +49,14 @@ def _duplicate_stems(catalog_dir: Path) -> list[Problem]:
     out = []
     for path in catalog_files(catalog_dir):
         if path.stem in seen:
-            out.append(Problem(path.name, "id", f"same id as {seen[path.stem]}", "delete or rename one of the two files"))
+            out.append(
+                Problem(path.name, "id", f"same id as {seen[path.stem]}", "delete or rename one of the two files")
+            )
         seen.setdefault(path.stem, path.name)
     return out
 
 
-def _duplicates(
-    entries: Iterable[Entry], key: Callable[[Entry], str | None], field: str, what: str
-) -> list[Problem]:
+def _duplicates(entries: Iterable[Entry], key: Callable[[Entry], str | None], field: str, what: str) -> list[Problem]:
     groups: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
         k = key(entry)
@@ -112,12 +112,16 @@ def _impl_problems(entries: list[Entry], impls: dict[str, ImplInfo], coverage: b
         impl_file = f"reference_impls/{impl.module.rsplit('.', 1)[-1]}.py"
         out.extend(Problem(impl_file, "IMPL", p, "use canonical ids from mi_catalog.vocab") for p in impl.problems())
         for entry_id in impl.reproduces:
-            entry = by_id.get(entry_id)
-            if entry is None:
+            reproduced = by_id.get(entry_id)
+            if reproduced is None:
                 if not coverage:
                     continue
-                out.append(Problem(impl_file, "IMPL.reproduces", f"no catalog entry {entry_id!r}", "add the entry or fix the id"))
-            elif impl.id not in entry.impls:
+                out.append(
+                    Problem(
+                        impl_file, "IMPL.reproduces", f"no catalog entry {entry_id!r}", "add the entry or fix the id"
+                    )
+                )
+            elif impl.id not in reproduced.impls:
                 out.append(
                     Problem(
                         f"{entry_id}.yaml",

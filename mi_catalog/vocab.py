@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Facet:
     description: str
     terms: tuple[Term, ...]
     groups: tuple[Term, ...] = ()  # parent terms of a two-level facet
-    _lookup: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _lookup: dict[str, str] = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for term in (*self.terms, *self.groups):
@@ -99,9 +100,7 @@ class UnknownValueError(ValueError):
         self.value = value
         self.suggestions = suggestions
         hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(
-            f"unknown {facet.name} {value!r}{hint} (valid: {', '.join(facet.ids)})"
-        )
+        super().__init__(f"unknown {facet.name} {value!r}{hint} (valid: {', '.join(facet.ids)})")
 
 
 def normalize_key(value: str) -> str:
@@ -368,7 +367,12 @@ VENUES: tuple[Venue, ...] = (
     Venue("EMNLP", "conference", "Conference on Empirical Methods in Natural Language Processing"),
     Venue("NAACL", "conference", "Conference of the North American Chapter of the ACL"),
     Venue("COLING", "conference", "International Conference on Computational Linguistics"),
-    Venue("LREC-COLING", "conference", "Joint International Conference on Computational Linguistics, Language Resources and Evaluation", ("lrec",)),
+    Venue(
+        "LREC-COLING",
+        "conference",
+        "Joint International Conference on Computational Linguistics, Language Resources and Evaluation",
+        ("lrec",),
+    ),
     Venue("AACL", "conference", "Conference of the Asia-Pacific Chapter of the ACL", ("ijcnlp-aacl",)),
     Venue("COLM", "conference", "Conference on Language Modeling"),
     Venue("AAAI", "conference", "AAAI Conference on Artificial Intelligence"),
@@ -379,10 +383,30 @@ VENUES: tuple[Venue, ...] = (
     Venue("ICIC", "conference", "International Conference on Intelligent Computing"),
     Venue("COMPSAC", "conference", "IEEE Computers, Software, and Applications Conference"),
     Venue("PACLIC", "conference", "Pacific Asia Conference on Language, Information and Computation"),
-    Venue("Findings of ACL", "findings", "Findings of the Association for Computational Linguistics: ACL", ("acl-findings", "findings-acl")),
-    Venue("Findings of EMNLP", "findings", "Findings of the Association for Computational Linguistics: EMNLP", ("emnlp-findings", "findings-emnlp")),
-    Venue("Findings of NAACL", "findings", "Findings of the Association for Computational Linguistics: NAACL", ("naacl-findings", "findings-naacl")),
-    Venue("Findings of IJCNLP-AACL", "findings", "Findings of the Association for Computational Linguistics: IJCNLP-AACL", ("aacl-findings", "findings-aacl", "findings-ijcnlp")),
+    Venue(
+        "Findings of ACL",
+        "findings",
+        "Findings of the Association for Computational Linguistics: ACL",
+        ("acl-findings", "findings-acl"),
+    ),
+    Venue(
+        "Findings of EMNLP",
+        "findings",
+        "Findings of the Association for Computational Linguistics: EMNLP",
+        ("emnlp-findings", "findings-emnlp"),
+    ),
+    Venue(
+        "Findings of NAACL",
+        "findings",
+        "Findings of the Association for Computational Linguistics: NAACL",
+        ("naacl-findings", "findings-naacl"),
+    ),
+    Venue(
+        "Findings of IJCNLP-AACL",
+        "findings",
+        "Findings of the Association for Computational Linguistics: IJCNLP-AACL",
+        ("aacl-findings", "findings-aacl", "findings-ijcnlp"),
+    ),
     Venue("TMLR", "journal", "Transactions on Machine Learning Research", ("tlmr",)),
     Venue("Workshop", "workshop", "A workshop (named in venue_detail)", ("ws", "aclws")),
     Venue("arXiv", "preprint", "arXiv preprint", ("preprint",)),

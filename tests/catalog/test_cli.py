@@ -59,7 +59,9 @@ def test_bad_input_exits_2_with_one_line(small_catalog: Path, cli) -> None:
 def test_show_and_facets(small_catalog: Path, cli) -> None:
     shown = cli("show", "locating-and-editing", "--catalog", str(small_catalog))
     assert shown.returncode == 0 and "Kevin Meng" in shown.stdout and "targeted-optimization" in shown.stdout
-    as_json = json.loads(cli("show", "locating-and-editing", "--format", "json", "--catalog", str(small_catalog)).stdout)
+    as_json = json.loads(
+        cli("show", "locating-and-editing", "--format", "json", "--catalog", str(small_catalog)).stdout
+    )
     assert as_json["tags"]["objects"] == ["ffn"] and as_json["provenance"]["source"] == "mi-catalog"
     typo = cli("show", "locating-and-editin", "--catalog", str(small_catalog))
     assert typo.returncode == 2 and "did you mean locating-and-editing" in typo.stderr
@@ -79,7 +81,10 @@ def test_index_command(small_catalog: Path, cli) -> None:
 def test_python_dash_m_and_the_shipped_catalog(cli) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "mi_catalog", "query", "--object", "head", "--method", "probe", "--format", "json"],
-        capture_output=True, text=True, timeout=120, cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
     )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -91,23 +96,55 @@ def test_non_editable_install_ships_the_catalog(tmp_path: Path) -> None:
     """Build the wheel, install it into a bare target folder, and query from elsewhere."""
     wheel_dir = tmp_path / "wheel"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(REPO)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if build.returncode != 0 and "hatchling" in build.stderr:
         build = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(REPO)],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("*.whl")
     target = tmp_path / "site-packages"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=600,
+    )
     assert len(list((target / "mi_catalog" / "_catalog").glob("*.yaml"))) >= 211
-    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "MI_CATALOG_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    env = {
+        "PYTHONPATH": str(target),
+        "PATH": "/usr/bin:/bin",
+        "MI_CATALOG_CACHE": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+    }
     res = subprocess.run(
-        [sys.executable, "-c", "import mi_catalog, sys; from mi_catalog.cli import main; print(mi_catalog.__file__); sys.exit(main(['query', '--method', 'logit-lens', '--format', 'ids']))"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import mi_catalog, sys; from mi_catalog.cli import main; print(mi_catalog.__file__); sys.exit(main(['query', '--method', 'logit-lens', '--format', 'ids']))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split()

@@ -13,11 +13,13 @@ from mi_catalog.load import load_catalog, load_entry
 
 HEADER = "| Paper | Object | Localizing Method | Steering Method | Venue | Year | Link |\n| :--- | :--- | :--- | :--- | :---: | :---: | :---: |\n"
 SYNTHETIC = (
-    "#### Safety and Reliability\n" + HEADER
+    "#### Safety and Reliability\n"
+    + HEADER
     + "| **Alpha: A Paper** | MHA & FFN | Circuit Discovery | - | Arxiv | 2024 | [Link](https://www.arxiv.org/pdf/2401.00001v2) |\n"
     + "| **Beta Paper on Heads** | MHA | Magitude Analysis | Amplitude Manipulation | TLMR | 2023 | [Link](https://openreview.net/pdf?id=abc) |\n"
     + "| **Same Title** | Neuron | Probing | - | ICLR | 2024 | [Link](https://arxiv.org/abs/2402.00001) |\n"
-    + "#### Knowledge Management\n" + HEADER
+    + "#### Knowledge Management\n"
+    + HEADER
     + "| **Alpha: A Paper** | FFN | Causal Attribution | Targeted Optimization | ArXiv | 2024 | [Link](https://arxiv.org/abs/2401.00001) |\n"
     + "| **Same Title** | FFN | Probing | - | ICLR | 2025 | [Link](https://arxiv.org/abs/2502.00002) |\n"
     + "| **Gamma** | FFN | Causal Attribution | - | ACL | 2024 | [Link](https://aclanthology.org/2024.findings-acl.7/) |\n"
@@ -100,7 +102,10 @@ def test_upstream_list_becomes_211_entries_idempotently(tmp_path: Path) -> None:
 
 def test_helpers() -> None:
     assert slugify("DoLa: Decoding by Contrasting Layers") == "dola"
-    assert slugify("Refusal in Language Models Is Mediated by a Single Direction") == "refusal-in-language-models-is-mediated"
+    assert (
+        slugify("Refusal in Language Models Is Mediated by a Single Direction")
+        == "refusal-in-language-models-is-mediated"
+    )
     assert canonical_link("https://doi.org/10.48550/arXiv.2507.12638") == "https://arxiv.org/abs/2507.12638"
     assert len(parse_awesome(SYNTHETIC)) == 7
 

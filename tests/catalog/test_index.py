@@ -29,7 +29,11 @@ def test_crash_mid_build_leaves_the_old_index_answering(small_catalog: Path, mon
     cat = Catalog(small_catalog)
     assert cat.query(object=["head"]).total == 2
     old_target = (index_dir_for(small_catalog) / "current").resolve()
-    write_entry(small_catalog, "another-head", tags={"objects": ["attention-head"], "methods": [], "steering": [], "applications": []})
+    write_entry(
+        small_catalog,
+        "another-head",
+        tags={"objects": ["attention-head"], "methods": [], "steering": [], "applications": []},
+    )
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -75,7 +79,9 @@ def test_query_path_imports_no_heavy_modules(small_catalog: Path, argv: list[str
     """Once the index is built, answering never parses YAML, nor imports pydantic, torch or transformers."""
     index.ensure_index(small_catalog)
     env = {**os.environ, "MI_CATALOG_DIR": str(small_catalog)}
-    proc = subprocess.run([sys.executable, "-c", CHECK_LIGHT, *argv], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK_LIGHT, *argv], capture_output=True, text=True, env=env, timeout=120
+    )
     report = json.loads(proc.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}, proc.stderr
 

@@ -36,14 +36,23 @@ def cat(small_catalog: Path) -> Catalog:
         ({"method": ["logit-lens"]}, {"early-exit-lens"}),
         # an application group expands to its children
         ({"application": ["alignment"]}, {"refusal-heads", "persona-vectors-steering"}),
-        ({"application": ["knowledge", "efficiency"]}, {"knowledge-circuits-heads", "locating-and-editing", "early-exit-lens"}),
+        (
+            {"application": ["knowledge", "efficiency"]},
+            {"knowledge-circuits-heads", "locating-and-editing", "early-exit-lens"},
+        ),
         ({"venue": ["neurips"]}, {"knowledge-circuits-heads", "locating-and-editing"}),
         ({"venue": ["findings-acl"]}, {"language-specific-neurons"}),
         ({"year": [2024]}, {"refusal-heads", "language-specific-neurons", "early-exit-lens"}),
         ({"year": ["2022", "2025"]}, {"locating-and-editing", "persona-vectors-steering"}),
-        ({"since": 2024}, {"refusal-heads", "persona-vectors-steering", "language-specific-neurons", "early-exit-lens"}),
+        (
+            {"since": 2024},
+            {"refusal-heads", "persona-vectors-steering", "language-specific-neurons", "early-exit-lens"},
+        ),
         ({"until": 2023}, {"knowledge-circuits-heads", "locating-and-editing"}),
-        ({"since": 2023, "until": 2024}, {"refusal-heads", "knowledge-circuits-heads", "language-specific-neurons", "early-exit-lens"}),
+        (
+            {"since": 2023, "until": 2024},
+            {"refusal-heads", "knowledge-circuits-heads", "language-specific-neurons", "early-exit-lens"},
+        ),
         ({"year": [2024], "since": 2025}, set()),
         ({"has_impl": True}, {"knowledge-circuits-heads"}),
         # free text: title, summary and authors; every word must match

@@ -28,7 +28,9 @@ def problems_by_file(catalog_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def test_every_malformed_file_is_reported_and_the_rest_still_checked(small_catalog: Path, tmp_path: Path, monkeypatch) -> None:
+def test_every_malformed_file_is_reported_and_the_rest_still_checked(
+    small_catalog: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for name, raw in BAD_FILES.items():
         (small_catalog / name).write_bytes(raw)
@@ -47,7 +49,9 @@ def test_every_malformed_file_is_reported_and_the_rest_still_checked(small_catal
 
 def test_schema_problems_name_field_and_fix(small_catalog: Path) -> None:
     write_entry(small_catalog, "extra-key", colour="blue")
-    write_entry(small_catalog, "alias-tag", tags={"objects": ["head"], "methods": [], "steering": [], "applications": []})
+    write_entry(
+        small_catalog, "alias-tag", tags={"objects": ["head"], "methods": [], "steering": [], "applications": []}
+    )
     write_entry(small_catalog, "bad-url", links={"paper": "not a url", "arxiv": "arXiv:2401.1"})
     write_entry(small_catalog, "other-name", id="not-the-stem")
     write_entry(small_catalog, "workshop-unnamed", venue="Workshop")
@@ -72,7 +76,7 @@ def test_impl_links_checked_both_ways(small_catalog: Path, tmp_path: Path) -> No
     impls = tmp_path / "impls"
     impls.mkdir()
     (impls / "demo.py").write_text(
-        'from mi_catalog.impl_info import ImplInfo\n'
+        "from mi_catalog.impl_info import ImplInfo\n"
         'IMPL = ImplInfo(id="demo", title="Demo", objects=("head",), reproduces=("refusal-heads", "missing-entry"))\n'
     )
     write_entry(small_catalog, "cites-unknown", impls=["nope"])
@@ -82,7 +86,9 @@ def test_impl_links_checked_both_ways(small_catalog: Path, tmp_path: Path) -> No
     assert "missing-entry" not in without_coverage  # another catalog need not hold every reproduced paper
     assert "cites-unknown.yaml: impls: no reference implementation 'nope'" in joined
     assert "no catalog entry 'missing-entry'" in joined
-    assert "refusal-heads.yaml: impls: reference implementation 'demo' reproduces this entry but is not listed" in joined
+    assert (
+        "refusal-heads.yaml: impls: reference implementation 'demo' reproduces this entry but is not listed" in joined
+    )
     assert "object 'head' is not a canonical id" in joined
     # the fixture's knowledge-circuits-heads cites logit-lens, which this impls folder lacks
     assert "knowledge-circuits-heads.yaml: impls: no reference implementation 'logit-lens'" in joined

@@ -11,36 +11,78 @@ from mi_catalog.schema import Tags
 # Aliases the survey's readers type, per facet (from the issue): each must resolve as stated.
 EXPECTED_ALIASES = {
     "object": {
-        "head": "attention-head", "heads": "attention-head", "mha": "attention-head", "attention": "attention-head",
-        "mlp": "ffn", "feed-forward": "ffn", "resid": "residual-stream", "residual": "residual-stream",
-        "hidden-state": "residual-stream", "sae": "sae-feature", "feature": "sae-feature", "embedding": "token-embedding",
+        "head": "attention-head",
+        "heads": "attention-head",
+        "mha": "attention-head",
+        "attention": "attention-head",
+        "mlp": "ffn",
+        "feed-forward": "ffn",
+        "resid": "residual-stream",
+        "residual": "residual-stream",
+        "hidden-state": "residual-stream",
+        "sae": "sae-feature",
+        "feature": "sae-feature",
+        "embedding": "token-embedding",
     },
     "method": {
-        "probe": "probing", "linear-probe": "probing", "logit-lens": "vocab-projection", "tuned-lens": "vocab-projection",
-        "patching": "causal-attribution", "activation-patching": "causal-attribution",
-        "causal-tracing": "causal-attribution", "ablation": "causal-attribution", "gradient": "gradient-detection",
-        "attribution-patching": "gradient-detection", "integrated-gradients": "gradient-detection",
-        "acdc": "circuit-discovery", "eap": "circuit-discovery",
+        "probe": "probing",
+        "linear-probe": "probing",
+        "logit-lens": "vocab-projection",
+        "tuned-lens": "vocab-projection",
+        "patching": "causal-attribution",
+        "activation-patching": "causal-attribution",
+        "causal-tracing": "causal-attribution",
+        "ablation": "causal-attribution",
+        "gradient": "gradient-detection",
+        "attribution-patching": "gradient-detection",
+        "integrated-gradients": "gradient-detection",
+        "acdc": "circuit-discovery",
+        "eap": "circuit-discovery",
     },
     "steer": {
-        "steering-vector": "vector-arithmetic", "caa": "vector-arithmetic", "actadd": "vector-arithmetic",
-        "repe": "vector-arithmetic", "task-vector": "vector-arithmetic", "rome": "targeted-optimization",
-        "memit": "targeted-optimization", "editing": "targeted-optimization", "fine-tuning": "targeted-optimization",
-        "scaling": "amplitude-manipulation", "zeroing": "amplitude-manipulation", "clamping": "amplitude-manipulation",
+        "steering-vector": "vector-arithmetic",
+        "caa": "vector-arithmetic",
+        "actadd": "vector-arithmetic",
+        "repe": "vector-arithmetic",
+        "task-vector": "vector-arithmetic",
+        "rome": "targeted-optimization",
+        "memit": "targeted-optimization",
+        "editing": "targeted-optimization",
+        "fine-tuning": "targeted-optimization",
+        "scaling": "amplitude-manipulation",
+        "zeroing": "amplitude-manipulation",
+        "clamping": "amplitude-manipulation",
         "ablation": "amplitude-manipulation",
     },
 }
 
 
-@pytest.mark.parametrize(("facet", "alias", "canonical"), [(f, a, c) for f, m in EXPECTED_ALIASES.items() for a, c in m.items()])
+@pytest.mark.parametrize(
+    ("facet", "alias", "canonical"), [(f, a, c) for f, m in EXPECTED_ALIASES.items() for a, c in m.items()]
+)
 def test_researcher_aliases_resolve(facet: str, alias: str, canonical: str) -> None:
     assert vocab.FACETS_BY_NAME[facet].resolve(alias) == (canonical,)
     assert vocab.FACETS_BY_NAME[facet].resolve(alias.upper().replace("-", " ")) == (canonical,)
 
 
 def test_the_survey_values_exist() -> None:
-    assert vocab.OBJECT.ids == ("token-embedding", "residual-stream", "attention-head", "ffn", "neuron", "sae-feature", "circuit")
-    assert vocab.METHOD.ids == ("magnitude-analysis", "causal-attribution", "gradient-detection", "probing", "vocab-projection", "circuit-discovery")
+    assert vocab.OBJECT.ids == (
+        "token-embedding",
+        "residual-stream",
+        "attention-head",
+        "ffn",
+        "neuron",
+        "sae-feature",
+        "circuit",
+    )
+    assert vocab.METHOD.ids == (
+        "magnitude-analysis",
+        "causal-attribution",
+        "gradient-detection",
+        "probing",
+        "vocab-projection",
+        "circuit-discovery",
+    )
     assert vocab.STEER.ids == ("amplitude-manipulation", "targeted-optimization", "vector-arithmetic")
     assert {g.id: vocab.APPLICATION.children(g.id) for g in vocab.APPLICATION.groups} == {
         "alignment": ("safety", "fairness", "persona"),
@@ -81,6 +123,9 @@ def test_schema_and_cli_use_the_vocabulary() -> None:
     assert Tags(objects=list(vocab.OBJECT.ids)).objects == list(vocab.OBJECT.ids)
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [("TLMR", "TMLR"), ("Arxiv", "arXiv"), ("ArXiv", "arXiv"), ("ACLWS", "Workshop"), ("NeurIPS", "NeurIPS")])
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("TLMR", "TMLR"), ("Arxiv", "arXiv"), ("ArXiv", "arXiv"), ("ACLWS", "Workshop"), ("NeurIPS", "NeurIPS")],
+)
 def test_venue_aliases(raw: str, canonical: str) -> None:
     assert vocab.resolve_venue(raw) == canonical
