@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -158,48 +157,41 @@ def render_vocab_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
 # ---------------------------------------------------------------- BibTeX
 
 
-_BIB_TYPES = {
-    "conference": "inproceedings",
-    "findings": "inproceedings",
-    "workshop": "inproceedings",
-    "journal": "article",
+_BIB_TYPES = {"conference": "inproceedings", "findings": "inproceedings", "workshop": "inproceedings", "journal": "article"}
+_BIB_ESCAPES = {ord(c): "\\" + c for c in "&%$#_{}"} | {
+    ord("~"): r"\textasciitilde{}",
+    ord("^"): r"\^{}",
+    ord("\\"): r"\textbackslash{}",
 }
 
 
 def _bib_escape(text: str) -> str:
-    text = text.replace("\\", r"\textbackslash{}")
-    return re.sub(r"([&%$#_{}])", r"\\\1", text)
-
-
-def bibtex_key(record: Mapping[str, Any]) -> str:
-    authors = record.get("authors") or []
-    if authors:
-        last = re.sub(r"[^A-Za-z]", "", authors[0].split()[-1]).lower() or "anon"
-        first_word = next((w for w in re.findall(r"[A-Za-z]+", record["title"]) if len(w) > 3), "paper").lower()
-        return f"{last}{record['year']}{first_word}"
-    return str(record["id"])
+    """Any string as a balanced, literal BibTeX value (TeX specials escaped, one line)."""
+    return " ".join(text.split()).translate(_BIB_ESCAPES)
 
 
 def bibtex(record: Mapping[str, Any]) -> str:
-    """A BibTeX entry for a record (``@inproceedings``/``@article``/``@misc`` by venue kind)."""
+    """A BibTeX entry for a record; the key is the entry id (stable and unique in the catalog)."""
     venue = record["venue"]
     kind = vocab.venue_kind(venue)
     entry_type = _BIB_TYPES.get(kind, "misc")
     links = record.get("links", {})
     fields: list[tuple[str, str]] = [("title", "{" + _bib_escape(record["title"]) + "}")]
     if record.get("authors"):
-        fields.append(("author", _bib_escape(" and ".join(record["authors"]))))
-    fields.append(("year", str(record["year"])))
+        fields.append(("author", " and ".join(_bib_escape(a) for a in record["authors"])))
     label = record.get("venue_detail") or next(v.label for v in vocab.VENUES if v.id == venue)
     if entry_type == "inproceedings":
         fields.append(("booktitle", _bib_escape(label)))
     elif entry_type == "article":
         fields.append(("journal", _bib_escape(label)))
+    elif kind == "blog":
+        fields.append(("howpublished", _bib_escape(label)))
+    fields.append(("year", str(record["year"])))
     if links.get("arxiv"):
-        fields += [("eprint", links["arxiv"]), ("archivePrefix", "arXiv")]
-    fields.append(("url", links.get("paper", "")))
+        fields += [("eprint", links["arxiv"]), ("archiveprefix", "arXiv")]
+    fields.append(("url", _bib_escape(links.get("paper", ""))))
     body = ",\n".join(f"  {k} = {{{v}}}" for k, v in fields)
-    return f"@{entry_type}{{{bibtex_key(record)},\n{body}\n}}"
+    return f"@{entry_type}{{{record['id']},\n{body}\n}}"
 
 
 # ---------------------------------------------------------------- docs

@@ -30,7 +30,7 @@ from mi_catalog import vocab
 from mi_catalog.errors import CliError, QueryError
 from mi_catalog.fsutil import atomic_write_text
 from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
-from mi_catalog.query import COUNT_FACETS, TEXT_FIELDS, TOKEN_PATTERN, Hit, Query, QueryResult
+from mi_catalog.query import COUNT_FACETS, TEXT_FIELDS, Hit, Query, QueryResult, text_analyzer
 
 INDEX_FORMAT = 1  # bump when the index schema or the stored record changes
 META_FILE = "mi-catalog-meta.json"
@@ -71,9 +71,8 @@ def _read_meta(version_dir: Path) -> dict[str, Any] | None:
 
 def _schema() -> Any:
     from whoosh import fields
-    from whoosh.analysis import StandardAnalyzer
 
-    analyzer = StandardAnalyzer(expression=TOKEN_PATTERN)
+    analyzer = text_analyzer()
     keyword = {"commas": True, "lowercase": False, "scorable": False}
     return fields.Schema(
         id=fields.ID(stored=True, unique=True),

@@ -20,6 +20,22 @@ SORTS = ("relevance", "year", "title")
 TEXT_FIELDS = ("title", "summary", "authors")
 # Tokenizer shared with the site: whole words, dots inside numbers/abbreviations kept ("2.1").
 TOKEN_PATTERN = r"\w+(?:\.?\w+)*"
+TOKEN_MIN_LENGTH = 2
+
+
+def text_analyzer() -> Any:
+    """The analyzer of every free-text field (and of the site's search tokens): Whoosh's
+    StandardAnalyzer — lowercase, English stop words, tokens of 2+ characters — on TOKEN_PATTERN."""
+    global _ANALYZER
+    if _ANALYZER is None:
+        from whoosh.analysis import StandardAnalyzer
+
+        _ANALYZER = StandardAnalyzer(expression=TOKEN_PATTERN, minsize=TOKEN_MIN_LENGTH)
+    return _ANALYZER
+
+
+_ANALYZER: Any = None
+
 # Facets reported with counts, in display order: the four vocabulary facets, then venue and year.
 COUNT_FACETS = (*(f.name for f in vocab.FACETS), "venue", "year")
 

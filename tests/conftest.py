@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-# A verbatim snapshot of the survey's list (MIT, see its LICENSE), so the tests need nothing outside the repo.
-UPSTREAM = REPO / "tests" / "data" / "awesome-actionable-mi-survey" / "README.md"
-# The installed console script, next to the interpreter running the tests.
-ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
+from support import ENTRY_POINT, SMALL_CATALOG, write_entry
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,79 +21,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("MI_CATALOG_CACHE", None)
     else:
         os.environ["MI_CATALOG_CACHE"] = old
-
-
-def make_entry_data(entry_id: str, **overrides: Any) -> dict[str, Any]:
-    """A valid entry as plain data; override any top-level field."""
-    data: dict[str, Any] = {
-        "id": entry_id,
-        "title": f"Paper {entry_id}",
-        "year": 2024,
-        "venue": "ICLR",
-        "links": {"paper": f"https://example.org/{entry_id}"},
-        "tags": {"objects": [], "methods": [], "steering": [], "applications": []},
-        "impls": [],
-        "provenance": {"source": "mi-catalog"},
-    }
-    data.update(overrides)
-    return data
-
-
-def write_entry(catalog_dir: Path, entry_id: str, **overrides: Any) -> Path:
-    import yaml
-
-    path = catalog_dir / f"{entry_id}.yaml"
-    path.write_text(yaml.safe_dump(make_entry_data(entry_id, **overrides), sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _tags(objects: list[str], methods: list[str], steering: list[str], applications: list[str]) -> dict[str, list[str]]:
-    return {"objects": objects, "methods": methods, "steering": steering, "applications": applications}
-
-
-# Six papers whose query answers are computed by hand in tests/catalog/test_query.py.
-SMALL_CATALOG: dict[str, dict[str, Any]] = {
-    "refusal-heads": {
-        "title": "Refusal Heads Probe",
-        "summary": "We probe attention heads for refusal.",
-        "year": 2024,
-        "venue": "ICLR",
-        "tags": _tags(["attention-head"], ["probing"], ["vector-arithmetic"], ["safety"]),
-    },
-    "knowledge-circuits-heads": {
-        "title": "Knowledge Circuits in Heads",
-        "year": 2023,
-        "venue": "NeurIPS",
-        "impls": ["logit-lens"],
-        "tags": _tags(["attention-head", "ffn"], ["causal-attribution"], ["amplitude-manipulation"], ["knowledge"]),
-    },
-    "persona-vectors-steering": {
-        "title": "Persona Vectors Steering",
-        "summary": "Steering persona without refusal side effects.",
-        "year": 2025,
-        "venue": "arXiv",
-        "tags": _tags(["residual-stream"], ["probing"], ["vector-arithmetic"], ["persona"]),
-    },
-    "language-specific-neurons": {
-        "title": "Language-Specific Neurons",
-        "year": 2024,
-        "venue": "Findings of ACL",
-        "tags": _tags(["neuron"], ["magnitude-analysis"], ["amplitude-manipulation"], ["multilingual"]),
-    },
-    "locating-and-editing": {
-        "title": "Locating and Editing Factual Associations",
-        "authors": ["Kevin Meng", "David Bau"],
-        "year": 2022,
-        "venue": "NeurIPS",
-        "tags": _tags(["ffn"], ["causal-attribution"], ["targeted-optimization"], ["knowledge"]),
-    },
-    "early-exit-lens": {
-        "title": "Early Exit via the Logit Lens",
-        "year": 2024,
-        "venue": "ACL",
-        "tags": _tags(["residual-stream"], ["vocab-projection"], [], ["efficient-inference"]),
-    },
-}
 
 
 @pytest.fixture

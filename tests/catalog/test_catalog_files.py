@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO, UPSTREAM
+from support import REPO, UPSTREAM
 
 from mi_catalog.importer import parse_awesome
 from mi_catalog.load import load_catalog, load_entry

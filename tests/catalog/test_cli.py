@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import REPO
+from support import REPO
 
 
 def test_query_json_contract(small_catalog: Path, cli) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import UPSTREAM
+from support import UPSTREAM
 
 from mi_catalog.importer import canonical_link, import_awesome, parse_awesome, slugify
 from mi_catalog.load import load_catalog, load_entry

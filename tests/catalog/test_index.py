@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_entry
+from support import write_entry
 
 from mi_catalog import Catalog, index
 from mi_catalog.paths import index_dir_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import write_entry
+from support import write_entry
 
 from mi_catalog.validate import validate_catalog
 

@@ -1,0 +1,89 @@
+"""Text helpers for the site: escaping catalog text, BibTeX, and search tokens.
+
+Catalog text (titles, summaries, notes, authors) is data, never markup: every
+helper here turns it into something that renders literally, whatever it holds.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from mi_catalog.query import TOKEN_MIN_LENGTH, TOKEN_PATTERN, text_analyzer
+
+# Characters Markdown (and the extensions we enable) could read as syntax. They are
+# written as numeric character references, which Python-Markdown passes through
+# untouched and the browser shows as the character itself. One translation table
+# for HTML and Markdown characters alike, so no escape is ever escaped twice.
+_MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!|~^=:$"
+_MD_ESCAPES = {ord(c): f"&#{ord(c)};" for c in _MARKDOWN_SPECIALS} | {
+    ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;", ord("'"): "&#39;"
+}
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace (incl. newlines) so text cannot start a new Markdown block."""
+    return " ".join(text.split())
+
+
+def md_text(text: str) -> str:
+    """Catalog text as inline Markdown that renders literally: no HTML, no Markdown syntax."""
+    return one_line(text).translate(_MD_ESCAPES)
+
+
+def html_text(text: str) -> str:
+    """Catalog text for an HTML element's content or a quoted attribute."""
+    return html.escape(one_line(text), quote=True)
+
+
+def yaml_string(text: str) -> str:
+    """A YAML front-matter scalar: a JSON string is valid YAML and escapes everything."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+# --- BibTeX -------------------------------------------------------------------
+
+
+def bibtex_entry(entry: Any) -> str:
+    """A BibTeX record for an entry (the CLI's writer, so `show --format bibtex` and the site agree)."""
+    from mi_catalog.formats import bibtex
+    from mi_catalog.index import entry_record
+
+    return bibtex(entry_record(entry)["hit"])
+
+
+# --- Search tokens --------------------------------------------------------------
+
+
+def search_tokens(texts: Iterable[str]) -> list[str]:
+    """Distinct analyzed tokens of some texts, in first-seen order."""
+    # The index's own analyzer: that is what makes the explore page's free-text counts agree with `query`.
+    analyzer = text_analyzer()
+    seen: dict[str, None] = {}
+    for text in texts:
+        for token in analyzer(text):
+            seen.setdefault(token.text, None)
+    return list(seen)
+
+
+def stop_words() -> list[str]:
+    from whoosh.analysis import STOP_WORDS
+
+    return sorted(STOP_WORDS)
+
+
+
+
+def query_tokens(query: str) -> list[str]:
+    """Tokens of a free-text query, the way the explore page computes them (used by tests)."""
+    stops = set(stop_words())
+    out = []
+    for match in re.finditer(TOKEN_PATTERN, query):
+        token = match.group(0).lower()
+        if len(token) >= TOKEN_MIN_LENGTH and token not in stops:
+            out.append(token)
+    return out
