@@ -47,7 +47,9 @@ REAL_QUERIES: list[list[tuple[str, str]]] = [
 
 @pytest.fixture(scope="session")
 def use_cli() -> bool:
-    return cli_query_available()
+    # Expected counts come from the real `mi-catalog query --format json`: the site and the CLI must agree.
+    assert cli_query_available(), "`mi-catalog query` must work for the site tests"
+    return True
 
 
 @pytest.fixture(scope="session")
