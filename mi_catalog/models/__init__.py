@@ -1,0 +1,96 @@
+"""The model layer: load a causal LM, name its sites, and intervene on them.
+
+Importing this package is light (no torch): the public names below resolve
+lazily from the submodules, which need the ``run`` extra (torch, transformers).
+
+>>> from mi_catalog.models import load_model, capture, patch          # doctest: +SKIP
+>>> lm = load_model("toy")
+>>> batch = lm.encode(["anna berg lives in"])
+>>> with capture(lm, ["resid_post.1", "head_out.0"]) as cache:
+...     logits = lm.logits(batch)
+>>> cache["head_out.0"].shape   # [batch, pos, n_heads, d_head]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # loading
+    "Batch": "loading",
+    "LoadedModel": "loading",
+    "load_model": "loading",
+    "wrap_model": "loading",
+    "parse_dtype": "loading",
+    "TOY_NAME": "loading",
+    # families (pure data)
+    "Family": "families",
+    "FAMILIES": "families",
+    "UnsupportedModelError": "families",
+    "family_for_model": "families",
+    "describe_supported": "families",
+    "supported_classes": "families",
+    # sites (pure data)
+    "Site": "sites",
+    "SiteError": "sites",
+    "SITE_NAMES": "sites",
+    "site": "sites",
+    # interventions
+    "Cache": "hooks",
+    "ForwardState": "hooks",
+    "capture": "hooks",
+    "run_with_cache": "hooks",
+    "patch": "hooks",
+    "ablate": "hooks",
+    "scale": "hooks",
+    "add_vector": "hooks",
+    "project_out": "hooks",
+    "edit": "hooks",
+    "all_sites": "hooks",
+    "position_mask": "hooks",
+    "count_hooks": "hooks",
+    "hook_snapshot": "hooks",
+    # weights
+    "W_E": "weights",
+    "W_U": "weights",
+    "W_in": "weights",
+    "W_gate": "weights",
+    "W_out": "weights",
+    "b_out": "weights",
+    "W_O": "weights",
+    "b_O": "weights",
+    "W_QKV": "weights",
+    "neuron_key": "weights",
+    "neuron_value": "weights",
+    "unembed": "weights",
+}
+
+__all__ = [*sorted(_EXPORTS), "RunExtraMissing", "require_run_extra"]
+
+RUN_EXTRA_HINT = "pip install 'mi-catalog[run]'"
+
+
+class RunExtraMissing(ImportError):
+    """torch/transformers are not installed (they are the optional ``run`` extra)."""
+
+
+def require_run_extra() -> None:
+    """Raise :class:`RunExtraMissing` with the install command when torch or transformers is missing."""
+    missing = []
+    for name in ("torch", "transformers"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise RunExtraMissing(f"running models needs {' and '.join(missing)}; install with: {RUN_EXTRA_HINT}")
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mi_catalog.models' has no attribute {name!r}")
+    if module not in ("families", "sites"):
+        require_run_extra()
+    return getattr(importlib.import_module(f"mi_catalog.models.{module}"), name)

@@ -1,0 +1,472 @@
+"""Interventions as context managers over torch hooks.
+
+Every intervention — :func:`capture`, :func:`patch`, :func:`ablate`,
+:func:`scale`, :func:`add_vector`, :func:`project_out` and the general
+:func:`edit` — registers hooks on entry and removes exactly those hooks on
+exit, also when the body raises, and never writes to a weight: the model is
+left as found. They nest: hooks run in registration order, so an inner
+intervention sees the outer one's result.
+
+**Positions** select tokens per sequence, so batches with left padding work:
+
+* ``None`` — every position;
+* an ``int`` or a list of ints — counted per sequence over its real tokens:
+  ``0`` is the first real token (after any left padding), ``-1`` the last;
+* a bool tensor ``[batch, pos]`` — exactly these (absolute) positions;
+* a long tensor ``[batch, k]`` — these absolute positions in each row.
+
+The attention mask of the running forward pass is read from the model call
+(``attention_mask=``), so nothing else needs passing.
+``heads=`` selects heads of ``head_out``; ``neurons=`` selects neurons of ``mlp_act``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from mi_catalog.models.loading import Batch, LoadedModel
+from mi_catalog.models.sites import LAYERLESS_SITES, SITE_NAMES, Site, SiteError, site
+from mi_catalog.models.weights import get_module, layer_module, layer_submodule
+
+SiteLike: TypeAlias = "Site | str"
+Positions: TypeAlias = "int | Sequence[int] | torch.Tensor | None"
+Components: TypeAlias = "int | Sequence[int] | torch.Tensor | None"
+# An edit maps the canonical activation at a site to a replacement (None = leave unchanged).
+EditFn: TypeAlias = "Callable[[torch.Tensor, ForwardState], torch.Tensor | None]"
+ActFn: TypeAlias = "Callable[[torch.Tensor], torch.Tensor | None]"
+
+
+@dataclass
+class ForwardState:
+    """What the hooks know about the forward pass in flight."""
+
+    attention_mask: torch.Tensor | None = None  # [batch, pos]; None until the model is called
+
+    def mask_for(self, act: torch.Tensor) -> torch.Tensor:
+        """The mask [batch, pos] matching a token-shaped activation (the newest pos when a KV cache is used)."""
+        batch, pos = act.shape[0], act.shape[1]
+        mask = self.attention_mask
+        if mask is None or mask.shape[0] != batch or mask.shape[1] < pos:
+            return torch.ones(batch, pos, dtype=torch.bool, device=act.device)
+        return mask[:, -pos:].to(device=act.device, dtype=torch.bool)
+
+
+@dataclass
+class Cache:
+    """Captured activations by site key (``"resid_post.3"``), plus the attention mask of their run."""
+
+    acts: dict[str, torch.Tensor] = field(default_factory=dict)
+    attention_mask: torch.Tensor | None = None  # [batch, pos]
+
+    def __getitem__(self, key: SiteLike) -> torch.Tensor:
+        return self.acts[site(key).key]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, (str, Site)) and site(key).key in self.acts
+
+    def keys(self) -> list[str]:
+        return list(self.acts)
+
+    def __len__(self) -> int:
+        return len(self.acts)
+
+
+# ---------------------------------------------------------------------------
+# Position and component selection
+# ---------------------------------------------------------------------------
+
+
+def position_mask(positions: Positions, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Resolve a positions spec against a padding mask [batch, pos] → bool selection [batch, pos]."""
+    real = attention_mask.bool()
+    batch, n_pos = real.shape
+    if positions is None:
+        return torch.ones_like(real)
+    if isinstance(positions, torch.Tensor) and positions.dtype == torch.bool:
+        if positions.shape[-1] != n_pos:
+            raise ValueError(f"position mask has {positions.shape[-1]} positions, the run has {n_pos}")
+        return positions.to(real.device).expand(batch, n_pos)
+    if isinstance(positions, torch.Tensor) and positions.dim() == 2:  # absolute per-row indices [batch, k]
+        out = torch.zeros_like(real)
+        out.scatter_(1, positions.to(real.device).expand(batch, -1), True)
+        return out
+    rel = torch.as_tensor([positions] if isinstance(positions, int) else list(positions), dtype=torch.long)
+    rel = rel.to(real.device)  # [k]
+    first = real.int().argmax(dim=1)  # [batch] first real token
+    last = n_pos - 1 - real.flip(1).int().argmax(dim=1)  # [batch] last real token
+    absolute = torch.where(rel[None, :] >= 0, first[:, None] + rel[None, :], last[:, None] + 1 + rel[None, :])
+    if bool(((absolute < first[:, None]) | (absolute > last[:, None])).any()):
+        raise IndexError(f"positions {rel.tolist()} fall outside some sequence of the batch")
+    out = torch.zeros_like(real)
+    out.scatter_(1, absolute, True)
+    return out  # [batch, pos]
+
+
+def _component_mask(components: Components, size: int, device: torch.device) -> torch.Tensor:
+    """Heads or neurons → bool [size]."""
+    if components is None:
+        return torch.ones(size, dtype=torch.bool, device=device)
+    idx = torch.as_tensor([components] if isinstance(components, int) else components, dtype=torch.long)
+    out = torch.zeros(size, dtype=torch.bool, device=device)
+    out[idx.to(device)] = True
+    return out
+
+
+def selection(
+    s: Site, act: torch.Tensor, state: ForwardState, positions: Positions = None,
+    heads: Components = None, neurons: Components = None,
+) -> torch.Tensor:  # fmt: skip
+    """A bool mask broadcastable to ``act`` selecting (positions × heads/neurons) at site ``s``."""
+    if heads is not None and s.name != "head_out":
+        raise SiteError(f"heads= selects heads of head_out, not of {s.name}")
+    if neurons is not None and s.name != "mlp_act":
+        raise SiteError(f"neurons= selects neurons of mlp_act, not of {s.name}")
+    pos = position_mask(positions, state.mask_for(act))  # [batch, pos]
+    sel = pos.reshape(*pos.shape, *([1] * (act.dim() - 2)))  # [batch, pos, 1, ...]
+    if s.name == "head_out":
+        sel = sel & _component_mask(heads, act.shape[2], act.device)[None, None, :, None]  # [b, pos, n_heads, 1]
+    elif s.name == "mlp_act":
+        sel = sel & _component_mask(neurons, act.shape[2], act.device)[None, None, :]  # [b, pos, d_mlp]
+    return sel
+
+
+# ---------------------------------------------------------------------------
+# Hook registration: one function per kind of hook point
+# ---------------------------------------------------------------------------
+
+
+def _replace_first(output: Any, new: torch.Tensor) -> Any:
+    if isinstance(output, torch.Tensor):
+        return new
+    return (new, *output[1:])
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def _output_hook(module: nn.Module, fn: ActFn) -> RemovableHandle:
+    """Edit the (first) output of ``module``."""
+
+    def hook(_mod: nn.Module, _args: Any, output: Any) -> Any:
+        act = _first(output)
+        new = fn(act)
+        return None if new is None or new is act else _replace_first(output, new)
+
+    return module.register_forward_hook(hook)
+
+
+def _input_hook(module: nn.Module, fn: ActFn) -> RemovableHandle:
+    """Edit the first input (positional or ``hidden_states=``) of ``module``."""
+
+    def hook(_mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        act = args[0] if args else kwargs["hidden_states"]
+        new = fn(act)
+        if new is None or new is act:
+            return None
+        return ((new, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
+
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[RemovableHandle]:
+    """Hook ``fn`` (canonical activation → replacement or None) at site ``s``; return the handles."""
+    fam, name, layer = lm.family, s.name, s.layer
+    if name == "embed":
+        return [_output_hook(get_module(lm.model, fam.embed), fn)]
+    if name == "ln_final":
+        return [_output_hook(get_module(lm.model, fam.final_norm), fn)]
+    assert layer is not None
+    if name == "resid_pre":
+        return [_input_hook(layer_module(lm, layer), fn)]
+    if name == "resid_post":
+        return [_output_hook(layer_module(lm, layer), fn)]
+    if name == "attn_out":
+        return [_output_hook(layer_submodule(lm, layer, fam.attn), fn)]
+    if name == "mlp_out":
+        return [_output_hook(layer_submodule(lm, layer, fam.mlp), fn)]
+    if name == "mlp_act":
+        return [_input_hook(layer_submodule(lm, layer, fam.mlp_out_proj), fn)]
+    if name == "head_out":
+        return [_input_hook(layer_submodule(lm, layer, fam.attn_out_proj), _per_head(lm, fn))]
+    if name == "attn_pattern":
+        return [_pattern_hook(layer_submodule(lm, layer, fam.attn), fn, s)]
+    if name == "resid_mid":
+        return _resid_mid_hooks(lm, layer, fn)
+    raise SiteError(f"unknown site {name!r}; valid: {', '.join(SITE_NAMES)}")
+
+
+def _per_head(lm: LoadedModel, fn: ActFn) -> Callable[[torch.Tensor], Any]:
+    """Present W_O's input [batch, pos, n_heads*d_head] as z [batch, pos, n_heads, d_head]."""
+
+    def per_head(flat: torch.Tensor) -> torch.Tensor | None:
+        z = flat.reshape(*flat.shape[:-1], lm.n_heads, lm.d_head)  # [batch, pos, n_heads, d_head]
+        new = fn(z)
+        return None if new is None else new.reshape(flat.shape)
+
+    return per_head
+
+
+def _pattern_hook(attn: nn.Module, fn: ActFn, s: Site) -> RemovableHandle:
+    def hook(_mod: nn.Module, _args: Any, output: Any) -> None:
+        pattern = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if pattern is None:
+            raise RuntimeError(
+                f"{s.key}: the attention module returned no pattern; load the model with attn_implementation='eager'"
+            )
+        new = fn(pattern)  # [batch, n_heads, q_pos, k_pos]
+        if new is not None and new is not pattern:
+            raise SiteError(f"{s.key} is read-only: the pattern is already applied; edit head_out instead")
+
+    return attn.register_forward_hook(hook)
+
+
+def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], Any]) -> list[RemovableHandle]:
+    """resid_mid = resid_pre + attn_out. No module outputs it, so read resid_pre at the block input and
+    edit through the attention output: attn_out' = f(resid_pre + attn_out) - resid_pre."""
+    if lm.parallel_residual:
+        raise SiteError(
+            f"resid_mid does not exist in {type(lm.model).__name__} with a parallel residual "
+            "(attention and FFN read the same resid_pre); use attn_out / mlp_out"
+        )
+    seen: dict[str, torch.Tensor] = {}
+
+    def remember(resid_pre: torch.Tensor) -> None:
+        seen["resid_pre"] = resid_pre
+
+    def through_attn(attn_out: torch.Tensor) -> torch.Tensor | None:
+        resid_pre = seen.pop("resid_pre")
+        new = fn(resid_pre + attn_out)  # the block computes exactly this sum next
+        return None if new is None else new - resid_pre
+
+    handles = [_input_hook(layer_module(lm, layer), remember)]
+    try:
+        handles.append(_output_hook(layer_submodule(lm, layer, lm.family.attn), through_attn))
+    except BaseException:
+        handles[0].remove()
+        raise
+    return handles
+
+
+def _mask_tracker(lm: LoadedModel, state: ForwardState) -> RemovableHandle:
+    """Record the attention mask of each call of the model (kwarg or second positional argument)."""
+
+    def hook(_mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        state.attention_mask = mask if isinstance(mask, torch.Tensor) else None
+
+    return lm.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@contextlib.contextmanager
+def edit(lm: LoadedModel, edits: Iterable[tuple[SiteLike, EditFn]]) -> Iterator[ForwardState]:
+    """The general intervention: apply each ``fn(act, state) -> new act | None`` at its site."""
+    state = ForwardState()
+    handles: list[RemovableHandle] = []
+    try:
+        handles.append(_mask_tracker(lm, state))
+        for where, fn in edits:
+            # A read-only site (attn_pattern) accepts captures; a replacement raises when the hook fires.
+            handles.extend(_register_site(lm, site(where), _bind(fn, state)))
+        yield state
+    finally:
+        for handle in reversed(handles):
+            handle.remove()
+
+
+def _bind(fn: EditFn, state: ForwardState) -> Callable[[torch.Tensor], torch.Tensor | None]:
+    return lambda act: fn(act, state)
+
+
+# ---------------------------------------------------------------------------
+# The interventions
+# ---------------------------------------------------------------------------
+
+
+def all_sites(lm: LoadedModel, names: Iterable[str] = SITE_NAMES) -> list[Site]:
+    """Every site of ``names`` at every layer (``resid_mid`` is skipped for parallel-residual models)."""
+    out: list[Site] = []
+    for name in names:
+        if name in LAYERLESS_SITES:
+            out.append(Site(name))
+        elif not (name == "resid_mid" and lm.parallel_residual):
+            out.extend(Site(name, layer) for layer in range(lm.n_layers))
+    return out
+
+
+@contextlib.contextmanager
+def capture(lm: LoadedModel, sites: Iterable[SiteLike] | None = None, detach: bool = True) -> Iterator[Cache]:
+    """Record activations at ``sites`` (default: every site) into a :class:`Cache`; the last forward wins."""
+    cache = Cache()
+    targets = [site(s) for s in sites] if sites is not None else all_sites(lm)
+
+    def recorder(s: Site) -> EditFn:
+        def record(act: torch.Tensor, state: ForwardState) -> None:
+            cache.acts[s.key] = act.detach() if detach else act
+            cache.attention_mask = state.attention_mask
+
+        return record
+
+    with edit(lm, [(s, recorder(s)) for s in targets]):
+        yield cache
+
+
+def run_with_cache(
+    lm: LoadedModel, batch: Batch, sites: Iterable[SiteLike] | None = None
+) -> tuple[torch.Tensor, Cache]:
+    """One forward pass: logits [batch, pos, d_vocab] and the captured activations."""
+    with capture(lm, sites) as cache:
+        logits = lm.logits(batch)
+    return logits, cache
+
+
+def _real_tokens(reference: Cache | torch.Tensor | None, ref: torch.Tensor, state: ForwardState) -> torch.Tensor:
+    """Non-padding positions [batch, pos] of the tensor a mean is taken over."""
+    if reference is None:
+        return state.mask_for(ref)
+    mask = reference.attention_mask if isinstance(reference, Cache) else None
+    if mask is None or mask.shape != ref.shape[:2]:
+        return torch.ones(ref.shape[:2], dtype=torch.bool, device=ref.device)
+    return mask.to(device=ref.device, dtype=torch.bool)
+
+
+def _source_tensor(source: Cache | torch.Tensor, s: Site, act: torch.Tensor) -> torch.Tensor:
+    value = source[s] if isinstance(source, Cache) else source
+    value = value.to(device=act.device, dtype=act.dtype)
+    if value.shape[1:] != act.shape[1:] or value.shape[0] not in (1, act.shape[0]):
+        raise ValueError(
+            f"{s.key}: source shape {tuple(value.shape)} does not match the run's {tuple(act.shape)} "
+            "(patch between token-aligned runs of equal length; the source batch may be 1)"
+        )
+    return value
+
+
+@contextlib.contextmanager
+def patch(
+    lm: LoadedModel, where: SiteLike, source: Cache | torch.Tensor, positions: Positions = None,
+    heads: Components = None, neurons: Components = None, mask: torch.Tensor | None = None,
+) -> Iterator[None]:  # fmt: skip
+    """Overwrite the selected entries at ``where`` with the source run's (a Cache or a tensor of the site's shape).
+
+    ``mask`` — a bool tensor broadcastable to the activation — selects entries explicitly instead of
+    positions/heads/neurons, e.g. a different (position, head) in every row of a batch of restorations.
+    """
+    s = site(where)
+
+    def replace(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        sel = mask.to(act.device) if mask is not None else selection(s, act, state, positions, heads, neurons)
+        return torch.where(sel, _source_tensor(source, s, act), act)
+
+    with edit(lm, [(s, replace)]):
+        yield
+
+
+@contextlib.contextmanager
+def ablate(
+    lm: LoadedModel, where: SiteLike, how: str = "zero", positions: Positions = None, heads: Components = None,
+    neurons: Components = None, reference: Cache | torch.Tensor | None = None, seed: int = 0,
+) -> Iterator[None]:  # fmt: skip
+    """Ablate the selection: ``"zero"``; ``"mean"`` over the reference's (or this run's) real tokens;
+    ``"resample"`` from randomly drawn rows of the reference (or this run)."""
+    if how not in ("zero", "mean", "resample"):
+        raise ValueError(f"ablate how={how!r}; use zero, mean or resample")
+    s = site(where)
+    generator = torch.Generator().manual_seed(seed)
+
+    def replacement(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        if how == "zero":
+            return torch.zeros_like(act)
+        ref = _source_tensor(reference, s, act) if reference is not None else act.detach()
+        if how == "mean":
+            real = _real_tokens(reference, ref, state)
+            real = real.reshape(*real.shape, *([1] * (ref.dim() - 2)))  # [b, pos, 1, ...]
+            mean = (ref * real).sum(dim=(0, 1)) / real.sum(dim=(0, 1)).clamp(min=1)  # act.shape[2:]
+            return mean.expand_as(act)
+        rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=generator)
+        return ref[rows.to(ref.device)]
+
+    def apply(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        sel = selection(s, act, state, positions, heads, neurons)
+        return torch.where(sel, replacement(act, state), act)
+
+    with edit(lm, [(s, apply)]):
+        yield
+
+
+@contextlib.contextmanager
+def scale(
+    lm: LoadedModel, where: SiteLike, factor: float, positions: Positions = None, heads: Components = None,
+    neurons: Components = None,
+) -> Iterator[None]:  # fmt: skip
+    """Multiply the selection by ``factor`` (amplitude manipulation)."""
+    s = site(where)
+
+    def apply(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        sel = selection(s, act, state, positions, heads, neurons)
+        return torch.where(sel, act * factor, act)
+
+    with edit(lm, [(s, apply)]):
+        yield
+
+
+@contextlib.contextmanager
+def add_vector(
+    lm: LoadedModel, where: SiteLike, vector: torch.Tensor, coeff: float = 1.0, positions: Positions = None,
+    heads: Components = None,
+) -> Iterator[None]:  # fmt: skip
+    """Add ``coeff * vector`` at the selection (steering / activation addition).
+
+    ``vector`` broadcasts against the site's trailing dims: [d_model] for residual sites, [d_head] (or
+    [n_heads, d_head]) for ``head_out``, [d_mlp] for ``mlp_act``.
+    """
+    s = site(where)
+
+    def apply(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        sel = selection(s, act, state, positions, heads, None)
+        return torch.where(sel, act + coeff * vector.to(device=act.device, dtype=act.dtype), act)
+
+    with edit(lm, [(s, apply)]):
+        yield
+
+
+@contextlib.contextmanager
+def project_out(
+    lm: LoadedModel, where: SiteLike, direction: torch.Tensor, positions: Positions = None, heads: Components = None,
+) -> Iterator[None]:  # fmt: skip
+    """Remove the component along ``direction`` (directional ablation): x ← x − (x·u)u with u = d/|d|."""
+    s = site(where)
+
+    def apply(act: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        u = direction.to(device=act.device, dtype=act.dtype)
+        u = u / u.norm()
+        projected = act - (act @ u)[..., None] * u  # same shape as act
+        sel = selection(s, act, state, positions, heads, None)
+        return torch.where(sel, projected, act)
+
+    with edit(lm, [(s, apply)]):
+        yield
+
+
+def hook_snapshot(model: nn.Module) -> frozenset[tuple[str, str, int]]:
+    """Every forward (pre-)hook registered in ``model`` as (module path, kind, hook id).
+
+    Compare snapshots, not counts against zero: transformers installs its own output-recording hooks the
+    first time ``output_hidden_states``/``output_attentions`` is used, and keeps them.
+    """
+    found: set[tuple[str, str, int]] = set()
+    for path, module in model.named_modules():
+        found.update((path, "forward", hook_id) for hook_id in module._forward_hooks)
+        found.update((path, "forward_pre", hook_id) for hook_id in module._forward_pre_hooks)
+    return frozenset(found)
+
+
+def count_hooks(model: nn.Module) -> int:
+    """How many forward (pre-)hooks are registered anywhere in ``model``."""
+    return len(hook_snapshot(model))
