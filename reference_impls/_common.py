@@ -72,7 +72,8 @@ def write_heatmap_svg(
     lo = float(grid.min()) if vmin is None else vmin
     hi = float(grid.max()) if vmax is None else vmax
     cell_w, cell_h, left, top = 56.0, 22.0, 90.0, 40.0
-    width, height = left + n_cols * cell_w + 10, top + n_rows * cell_h + 30
+    title_w = left + int(len(title) * 7.2)  # ~7 px per character at font-size 13: never clip the title
+    width, height = max(left + n_cols * cell_w + 10, title_w), top + n_rows * cell_h + 30
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         'font-size="10">',

@@ -290,7 +290,8 @@ def task_metrics(task: str, trace: TaskTrace) -> dict[str, float]:
 
 
 def task_figures(lm: LoadedModel, task: str, trace: TaskTrace, out_dir: Path) -> list[Path]:
-    first = trace.traces[0]
+    # The heatmap shows one prompt: the one whose corruption hurt most, so the picture has something to restore.
+    first = max(trace.traces, key=lambda t: t.p_clean - t.p_corrupt)
     layers = [f"layer {layer}" for layer in range(lm.n_layers)]
     labels = [f"{tok}*" if i in first.corrupted_positions else tok for i, tok in enumerate(first.tokens)]
     figures = []

@@ -155,6 +155,9 @@ def load_model(
 ) -> LoadedModel:
     """Load ``"toy"``, a hub id or a local folder as a :class:`LoadedModel` (eval mode, eager attention)."""
     torch_dtype = parse_dtype(dtype)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise on the CLI's stderr
     if name_or_path == TOY_NAME:
         return _load_toy(device, torch_dtype)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
