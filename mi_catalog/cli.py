@@ -50,15 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real import error inside the module: surface it
-                raise
-            continue  # that command group is not part of this build yet
-        register = getattr(module, "register", None)  # INTEGRATION-TODO: make strict
-        if register is not None:
-            register(subparsers)
+        module = importlib.import_module(name)
+        module.register(subparsers)
     return parser
 
 
