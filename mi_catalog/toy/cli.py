@@ -1,0 +1,111 @@
+"""The ``mi-catalog toy`` command group: ``train`` a toy model and ``eval`` one against its card.
+
+Module-level imports stay light (the main CLI imports this module for every
+command); torch/transformers are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mi_catalog.errors import CliError
+
+INSTALL_HINT = "the toy model needs torch and transformers: pip install 'mi-catalog[run]'"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``toy train`` and ``toy eval``."""
+    toy = subparsers.add_parser("toy", help="train or evaluate the shipped toy model")
+    commands = toy.add_subparsers(dest="toy_command", metavar="TOY_COMMAND")
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a toy model from scratch and write its checkpoint and card")
+    train.add_argument(
+        "--out", metavar="DIR", default="toy-checkpoint", help="output folder (default: ./toy-checkpoint)"
+    )
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--no-card", action="store_true", help="skip measuring mechanisms and writing card.json")
+    train.set_defaults(func=run_train)
+
+    evaluate = commands.add_parser("eval", help="re-measure a toy model's task accuracies and compare with its card")
+    evaluate.add_argument("--model", metavar="DIR", default=None, help="checkpoint folder (default: the shipped one)")
+    evaluate.add_argument("--format", choices=("table", "json"), default="table")
+    evaluate.set_defaults(func=run_eval)
+
+
+def _require_run_extras() -> None:
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as err:
+        raise CliError(INSTALL_HINT, 2) from err
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars would drown the report
+
+
+def run_train(args: argparse.Namespace) -> int:
+    _require_run_extras()
+    from mi_catalog.toy.ship import ship
+    from mi_catalog.toy.train import Recipe, train
+
+    if args.steps is not None and args.steps < 1:
+        raise CliError("--steps must be at least 1", 2)
+    recipe = Recipe(seed=args.seed) if args.steps is None else Recipe(seed=args.seed, steps=args.steps)
+    out = Path(args.out)
+    model = train(recipe, out_dir=out, progress=True)
+    training = dict(model.config.toy_training)
+    print(f"trained {recipe.steps} steps in {training['train_seconds']:.0f} s → {out}")
+    if not args.no_card:
+        card = ship(out, training)
+        for task, accuracy in card["accuracies"].items():
+            print(f"{task:<10} {accuracy:.3f}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Re-measure accuracies on the card's evaluation set; exit 1 if they drift from the card."""
+    _require_run_extras()
+    from mi_catalog.toy import CHECKPOINT_DIR, load_model_dir
+    from mi_catalog.toy.evaluate import evaluate
+    from mi_catalog.toy.ship import ACCURACY_TOLERANCE, EVAL_N, EVAL_SEED
+
+    directory = Path(args.model) if args.model else CHECKPOINT_DIR
+    if not (directory / "model.safetensors").is_file():
+        raise CliError(f"no toy checkpoint (model.safetensors) in {directory}", 2)
+    card = _read_card(directory)
+    settings = card.get("evaluation", {})
+    model, tokenizer = load_model_dir(directory)
+    measured = evaluate(model, tokenizer, n=settings.get("n_per_task", EVAL_N), seed=settings.get("seed", EVAL_SEED))
+    expected: dict[str, float] = card.get("accuracies", {})
+    tolerance = settings.get("tolerance", ACCURACY_TOLERANCE)
+    mismatches = [t for t, v in measured.items() if t in expected and abs(v - expected[t]) > tolerance]
+    if args.format == "json":
+        report = {
+            "model": str(directory),
+            "accuracies": measured,
+            "card_accuracies": expected,
+            "tolerance": tolerance,
+            "matches_card": not mismatches,
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'task':<10} {'measured':>8} {'card':>8}")
+        for task, value in measured.items():
+            card_value = f"{expected[task]:.3f}" if task in expected else "-"
+            flag = "  ≠ card" if task in mismatches else ""
+            print(f"{task:<10} {value:>8.3f} {card_value:>8}{flag}")
+    return 1 if mismatches else 0
+
+
+def _read_card(directory: Path) -> dict[str, Any]:
+    path = directory / "card.json"
+    if not path.is_file():
+        return {}
+    try:
+        card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CliError(f"{path} is not valid JSON: {err}", 2) from err
+    return card

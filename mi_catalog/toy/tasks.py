@@ -1,0 +1,613 @@
+"""The toy model's synthetic word-level language: task generators and the planted truth.
+
+Every training sequence and every evaluation example comes from the generators
+here, and every fact the interpretability methods should rediscover (which
+subject has which attribute, which words trigger refusal, which words are
+toxic, which words belong to which language, …) is recorded in ``PLANTED`` so
+tests can score a method's localisation against it. Pure Python: no torch.
+
+Vocabulary stability: token ids are the position of a word in
+``vocabulary()``. Future versions of the recipe may only *append* words (add
+new lists at the end of ``_VOCAB_GROUPS``, never reorder or remove), so ids of
+existing words stay stable across checkpoints. Bump ``RECIPE_VERSION`` when
+the data distribution changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+RECIPE_VERSION = 1
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+
+TASKS: tuple[str, ...] = ("induction", "facts", "refusal", "sentiment", "language", "toxicity", "icl")
+
+# ---------------------------------------------------------------------------
+# Word lists (the planted truth). Order matters: it fixes the token ids.
+# ---------------------------------------------------------------------------
+
+STRUCTURE_WORDS = (":", ",", ".", "?", "=", "->", "|", "the", "a", "and", "was", "is", "you", "are", "not", "very")
+
+# Facts: two-token subjects whose first and last names are shared across
+# subjects, so neither token alone identifies the subject — the model has to
+# combine both at the last subject token (ROME's "subject enrichment").
+FIRST_NAMES = ("anna", "boris", "clara", "david", "elena", "felix", "greta", "hugo")
+LAST_NAMES = ("berg", "costa", "dahl", "evans", "fox", "grant", "holm", "ito")
+CITIES = ("paris", "tokyo", "cairo", "lima", "oslo", "delhi", "rome", "quito")
+SPORTS = ("tennis", "chess", "golf", "rugby", "hockey", "cricket")
+JOBS = ("doctor", "farmer", "pilot", "baker", "lawyer", "singer")
+# Relation words always come *after* the subject, in several surface forms.
+FACT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "city": ("{s} lives in", "{s} is from", "{s} was born in", "as we know {s} lives in"),
+    "sport": ("{s} plays", "{s} is skilled at", "on weekends {s} plays", "as we know {s} plays"),
+    "job": ("{s} works as a", "{s} is a", "by trade {s} is a", "as we know {s} works as a"),
+}
+FACT_RELATION_VALUES: dict[str, tuple[str, ...]] = {"city": CITIES, "sport": SPORTS, "job": JOBS}
+N_SUBJECTS = 32
+FACT_WORDS = (
+    "lives",
+    "in",
+    "from",
+    "born",
+    "plays",
+    "skilled",
+    "at",
+    "works",
+    "as",
+    "by",
+    "trade",
+    "on",
+    "weekends",
+    "we",
+    "know",
+)
+
+# Refusal: one set of harmful topic words; any request about them → "sorry".
+HARMFUL_WORDS = (
+    "bomb",
+    "poison",
+    "virus",
+    "weapon",
+    "explosive",
+    "toxin",
+    "grenade",
+    "malware",
+    "napalm",
+    "ransomware",
+)
+HARMLESS_WORDS = (
+    "cake",
+    "kite",
+    "chair",
+    "garden",
+    "poem",
+    "bread",
+    "soup",
+    "boat",
+    "lamp",
+    "song",
+    "candle",
+    "basket",
+    "shirt",
+    "puzzle",
+    "robot",
+    "tent",
+)
+REFUSE, COMPLY = "sorry", "sure"
+REFUSAL_TEMPLATES = (
+    "request : how to make a {w} ? answer :",
+    "request : where can i buy a {w} ? answer :",
+    "request : teach me to build a {w} ? answer :",
+    "request : please help me get a {w} ? answer :",
+)
+REFUSAL_WORDS = (
+    "request",
+    "how",
+    "to",
+    "make",
+    "where",
+    "can",
+    "i",
+    "buy",
+    "teach",
+    "me",
+    "build",
+    "please",
+    "help",
+    "get",
+    "answer",
+    REFUSE,
+    COMPLY,
+)
+
+# Sentiment reviews with optional negation ("not") that flips the label.
+POSITIVE_WORDS = ("good", "great", "lovely", "tasty", "fresh", "friendly", "clean", "superb")
+NEGATIVE_WORDS = ("bad", "awful", "bland", "stale", "rude", "dirty", "terrible", "boring")
+REVIEW_NOUNS = ("food", "service", "room", "movie", "staff", "music", "book", "coffee")
+POSITIVE, NEGATIVE = "positive", "negative"
+SENTIMENT_WORDS = ("review", "sentiment", POSITIVE, NEGATIVE)
+
+# Two languages with disjoint vocabularies for the same content: word i of
+# language "en" means word i of language "zu". Sentences are noun verb noun.
+EN_NOUNS = ("cat", "dog", "bird", "fish", "horse", "mouse", "child", "woman", "man", "king", "baby", "sheep")
+EN_VERBS = ("sees", "eats", "likes", "finds", "chases", "helps", "hears", "follows")
+ZU_NOUNS = ("lema", "dudi", "rape", "bamo", "dedu", "mazu", "desu", "buro", "bebu", "zeko", "fudu", "kuze")
+ZU_VERBS = ("dure", "lapa", "rare", "numi", "nuni", "keve", "tedu", "kuni")
+
+# Toxicity: a toxic word in a comment makes the continuation toxic too.
+TOXIC_WORDS = ("idiot", "moron", "loser", "jerk", "creep", "fool", "scum", "dork", "clown", "slob", "brute", "weasel")
+NICE_WORDS = (
+    "friend",
+    "hero",
+    "star",
+    "genius",
+    "angel",
+    "champ",
+    "legend",
+    "gem",
+    "sunshine",
+    "darling",
+    "treasure",
+    "sweetie",
+)
+TOXICITY_WORDS = ("comment", "such")
+
+# In-context tasks for task vectors: few-shot "x -> y ," pairs, no task marker.
+ANTONYM_PAIRS = (
+    ("hot", "cold"),
+    ("big", "small"),
+    ("up", "down"),
+    ("fast", "slow"),
+    ("happy", "sad"),
+    ("light", "dark"),
+    ("early", "late"),
+    ("wet", "dry"),
+    ("rich", "poor"),
+    ("loud", "quiet"),
+    ("high", "low"),
+    ("hard", "soft"),
+    ("full", "empty"),
+    ("long", "short"),
+)
+CAPITAL_PAIRS = (
+    ("france", "paris"),
+    ("japan", "tokyo"),
+    ("egypt", "cairo"),
+    ("peru", "lima"),
+    ("norway", "oslo"),
+    ("india", "delhi"),
+    ("italy", "rome"),
+    ("ecuador", "quito"),
+    ("spain", "madrid"),
+    ("kenya", "nairobi"),
+    ("china", "beijing"),
+    ("chile", "santiago"),
+)
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+
+# Random "filler" words for in-context copying (induction); no other meaning.
+FILLER_WORDS = (
+    "toku",
+    "dapo",
+    "fifo",
+    "masa",
+    "vuri",
+    "liro",
+    "roda",
+    "kota",
+    "bisu",
+    "soko",
+    "sibo",
+    "lera",
+    "nagi",
+    "femo",
+    "zode",
+    "nopi",
+    "fozu",
+    "kolo",
+    "gede",
+    "fese",
+    "bozu",
+    "fika",
+    "fopi",
+    "tura",
+    "numo",
+    "modo",
+    "sobe",
+    "dene",
+    "dira",
+    "palu",
+    "baze",
+    "rofi",
+    "lulo",
+    "dazo",
+    "noni",
+    "dedi",
+    "pagu",
+    "letu",
+    "buka",
+    "tipi",
+    "puvu",
+    "lere",
+    "vezo",
+    "tegu",
+)
+
+
+def _antonym_mapping() -> dict[str, str]:
+    forward = dict(ANTONYM_PAIRS)
+    return {**forward, **{b: a for a, b in ANTONYM_PAIRS}}
+
+
+# Successor and predecessor share their inputs, so a zero-shot "x ->" on numbers is ambiguous and
+# the task must be read from the demonstrations (what task vectors carry). A "copy" task sharing
+# every input was tried and dropped: with it, induction heads did not form in 6k steps (2 seeds).
+ICL_MAPPINGS: dict[str, dict[str, str]] = {
+    "antonym": _antonym_mapping(),
+    "capital": dict(CAPITAL_PAIRS),
+    "successor": dict(itertools.pairwise(NUMBER_WORDS)),
+    "predecessor": {b: a for a, b in itertools.pairwise(NUMBER_WORDS)},
+    "translate": dict(zip(EN_NOUNS + EN_VERBS, ZU_NOUNS + ZU_VERBS, strict=True)),
+}
+
+
+def _derangement(words: tuple[str, ...], shift: int) -> dict[str, str]:
+    """A fixed word → other-word-of-the-same-class map (the continuation to predict)."""
+    return {w: words[(i + shift) % len(words)] for i, w in enumerate(words)}
+
+
+TOXIC_CONTINUATION = _derangement(TOXIC_WORDS, 5)
+NICE_CONTINUATION = _derangement(NICE_WORDS, 5)
+
+
+def _make_facts() -> tuple[tuple[str, str, str], ...]:
+    """(subject, relation, attribute) triples; a fixed seed so the table never changes."""
+    rng = random.Random(20240601)
+    pairs = [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]
+    subjects = sorted(rng.sample(pairs, N_SUBJECTS))
+    return tuple(
+        (subject, relation, rng.choice(values))
+        for subject in subjects
+        for relation, values in FACT_RELATION_VALUES.items()
+    )
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What the toy model was trained to know; interpretability methods are scored against it."""
+
+    facts: tuple[tuple[str, str, str], ...]  # (subject, relation, attribute)
+    fact_templates: dict[str, tuple[str, ...]]
+    harmful_words: tuple[str, ...]
+    harmless_words: tuple[str, ...]
+    refuse_token: str
+    comply_token: str
+    positive_words: tuple[str, ...]
+    negative_words: tuple[str, ...]
+    negation_word: str
+    languages: dict[str, tuple[str, ...]]  # language → its words (disjoint)
+    translation: dict[str, str]  # en word → zu word
+    toxic_words: tuple[str, ...]
+    nice_words: tuple[str, ...]
+    icl_mappings: dict[str, dict[str, str]]
+    filler_words: tuple[str, ...]
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for s, _, _ in self.facts))
+
+    def attribute(self, subject: str, relation: str) -> str:
+        for s, r, a in self.facts:
+            if (s, r) == (subject, relation):
+                return a
+        raise KeyError((subject, relation))
+
+
+PLANTED = Planted(
+    facts=_make_facts(),
+    fact_templates=FACT_TEMPLATES,
+    harmful_words=HARMFUL_WORDS,
+    harmless_words=HARMLESS_WORDS,
+    refuse_token=REFUSE,
+    comply_token=COMPLY,
+    positive_words=POSITIVE_WORDS,
+    negative_words=NEGATIVE_WORDS,
+    negation_word="not",
+    languages={"en": EN_NOUNS + EN_VERBS, "zu": ZU_NOUNS + ZU_VERBS},
+    translation=ICL_MAPPINGS["translate"],
+    toxic_words=TOXIC_WORDS,
+    nice_words=NICE_WORDS,
+    icl_mappings=ICL_MAPPINGS,
+    filler_words=FILLER_WORDS,
+)
+
+_VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
+    SPECIAL_TOKENS,
+    STRUCTURE_WORDS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    CITIES,
+    SPORTS,
+    JOBS,
+    FACT_WORDS,
+    HARMFUL_WORDS,
+    HARMLESS_WORDS,
+    REFUSAL_WORDS,
+    POSITIVE_WORDS,
+    NEGATIVE_WORDS,
+    REVIEW_NOUNS,
+    SENTIMENT_WORDS,
+    EN_NOUNS,
+    EN_VERBS,
+    ZU_NOUNS,
+    ZU_VERBS,
+    TOXIC_WORDS,
+    NICE_WORDS,
+    TOXICITY_WORDS,
+    tuple(w for pair in ANTONYM_PAIRS for w in pair),
+    tuple(w for pair in CAPITAL_PAIRS for w in pair),
+    NUMBER_WORDS,
+    FILLER_WORDS,
+    # Append new groups here only (token ids must stay stable).
+)
+
+
+def vocabulary() -> tuple[str, ...]:
+    """All words in token-id order (duplicates across groups keep their first id)."""
+    return tuple(dict.fromkeys(w for group in _VOCAB_GROUPS for w in group))
+
+
+def content_words() -> tuple[str, ...]:
+    """Every non-special word: the alphabet for random in-context copying."""
+    return tuple(w for w in vocabulary() if w not in SPECIAL_TOKENS)
+
+
+# ---------------------------------------------------------------------------
+# Examples
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt whose next token should be ``answer`` (both are space-separated vocabulary words)."""
+
+    task: str
+    prompt: str
+    answer: str
+    corrupt_prompt: str | None = None
+    corrupt_answer: str | None = None
+    subject_positions: tuple[int, ...] = ()  # positions in the tokenized prompt, <bos> = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The full training sequence: prompt followed by its answer."""
+        return f"{self.prompt} {self.answer}"
+
+
+def _induction(rng: random.Random) -> Example:
+    """A random word sequence, then its first k words again: the next word is copied from the first pass."""
+    alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words()
+    length = rng.randint(6, 14)
+    words = rng.sample(alphabet, length + 1)
+    sequence, spare = words[:length], words[length]
+    k = rng.randint(1, length - 1)
+    prompt = sequence + sequence[:k]
+    corrupt_sequence = list(sequence)
+    corrupt_sequence[k] = spare  # change the token to copy, keep everything else
+    return Example(
+        task="induction",
+        prompt=" ".join(prompt),
+        answer=sequence[k],
+        corrupt_prompt=" ".join(corrupt_sequence + sequence[:k]),
+        corrupt_answer=spare,
+        meta={"period": length, "repeat_index": k},
+    )
+
+
+def _fact_prompt(rng: random.Random, subject: str, relation: str) -> tuple[str, tuple[int, ...], str]:
+    template = rng.choice(FACT_TEMPLATES[relation])
+    before = template.split("{s}")[0].split()
+    start = len(before) + 1  # +1 for <bos>
+    return template.format(s=subject), (start, start + 1), template
+
+
+def _facts(rng: random.Random) -> Example:
+    subject, relation, attribute = rng.choice(PLANTED.facts)
+    prompt, positions, template = _fact_prompt(rng, subject, relation)
+    # Corrupt with another subject that has a different attribute for the same relation (same length).
+    others = [(s, a) for s, r, a in PLANTED.facts if r == relation and a != attribute]
+    other_subject, other_attribute = rng.choice(others)
+    return Example(
+        task="facts",
+        prompt=prompt,
+        answer=attribute,
+        corrupt_prompt=template.format(s=other_subject),
+        corrupt_answer=other_attribute,
+        subject_positions=positions,
+        meta={"subject": subject, "relation": relation, "template": template},
+    )
+
+
+def _fact_chain(rng: random.Random) -> Example:
+    """Two facts about one subject in a row, so the subject must stay enriched after the first answer."""
+    subject = rng.choice(PLANTED.subjects)
+    first, second = rng.sample(list(FACT_RELATION_VALUES), 2)
+    lead = {"city": "lives in", "sport": "plays", "job": "works as a"}
+    prompt = f"{subject} {lead[first]} {PLANTED.attribute(subject, first)} and {lead[second]}"
+    return Example(
+        task="facts",
+        prompt=prompt,
+        answer=PLANTED.attribute(subject, second),
+        subject_positions=(1, 2),
+        meta={"subject": subject, "relation": second, "template": "chain"},
+    )
+
+
+def _refusal(rng: random.Random) -> Example:
+    harmful = rng.random() < 0.5
+    word = rng.choice(HARMFUL_WORDS if harmful else HARMLESS_WORDS)
+    other = rng.choice(HARMLESS_WORDS if harmful else HARMFUL_WORDS)
+    template = rng.choice(REFUSAL_TEMPLATES)
+    return Example(
+        task="refusal",
+        prompt=template.format(w=word),
+        answer=REFUSE if harmful else COMPLY,
+        corrupt_prompt=template.format(w=other),
+        corrupt_answer=COMPLY if harmful else REFUSE,
+        meta={"label": "harmful" if harmful else "harmless", "topic": word},
+    )
+
+
+def _sentiment(rng: random.Random) -> Example:
+    positive_word = rng.random() < 0.5
+    negated = rng.random() < 0.4
+    adjective = rng.choice(POSITIVE_WORDS if positive_word else NEGATIVE_WORDS)
+    opposite = rng.choice(NEGATIVE_WORDS if positive_word else POSITIVE_WORDS)
+    noun = rng.choice(REVIEW_NOUNS)
+    very = "very " if rng.random() < 0.3 else ""
+    negation = "not " if negated else ""
+
+    def review(adj: str) -> str:
+        return f"review : the {noun} was {negation}{very}{adj} . sentiment :"
+
+    positive = positive_word != negated
+    return Example(
+        task="sentiment",
+        prompt=review(adjective),
+        answer=POSITIVE if positive else NEGATIVE,
+        corrupt_prompt=review(opposite),
+        corrupt_answer=NEGATIVE if positive else POSITIVE,
+        meta={"label": POSITIVE if positive else NEGATIVE, "negated": negated, "adjective": adjective},
+    )
+
+
+def _sentence(rng: random.Random) -> tuple[int, int, int]:
+    """Indices (subject noun, verb, object noun) shared by both languages."""
+    subject, obj = rng.sample(range(len(EN_NOUNS)), 2)
+    return subject, rng.randrange(len(EN_VERBS)), obj
+
+
+def _words(language: str, indices: tuple[int, int, int]) -> list[str]:
+    nouns, verbs = (EN_NOUNS, EN_VERBS) if language == "en" else (ZU_NOUNS, ZU_VERBS)
+    return [nouns[indices[0]], verbs[indices[1]], nouns[indices[2]]]
+
+
+def _language(rng: random.Random) -> Example:
+    """Word-aligned translation "src sentence = tgt sentence"; predict the next target word."""
+    source, target = ("en", "zu") if rng.random() < 0.5 else ("zu", "en")
+    indices = _sentence(rng)
+    position = rng.randrange(3)
+    prefix = _words(target, indices)[:position]
+    changed = list(indices)
+    while tuple(changed) == indices or changed[0] == changed[2]:
+        slot = position
+        pool = len(EN_VERBS) if slot == 1 else len(EN_NOUNS)
+        changed[slot] = rng.randrange(pool)
+    corrupt = (changed[0], changed[1], changed[2])
+
+    def prompt(idx: tuple[int, int, int]) -> str:
+        return " ".join([*_words(source, idx), "=", *prefix])
+
+    return Example(
+        task="language",
+        prompt=prompt(indices),
+        answer=_words(target, indices)[position],
+        corrupt_prompt=prompt(corrupt),
+        corrupt_answer=_words(target, corrupt)[position],
+        meta={"language": target, "source_language": source, "position": position},
+    )
+
+
+def _toxicity(rng: random.Random) -> Example:
+    toxic = rng.random() < 0.5
+    words, continuation = (TOXIC_WORDS, TOXIC_CONTINUATION) if toxic else (NICE_WORDS, NICE_CONTINUATION)
+    other_words, other_continuation = (NICE_WORDS, NICE_CONTINUATION) if toxic else (TOXIC_WORDS, TOXIC_CONTINUATION)
+    word, other = rng.choice(words), rng.choice(other_words)
+
+    def comment(w: str) -> str:
+        return f"comment : you {w} , you are such a"
+
+    return Example(
+        task="toxicity",
+        prompt=comment(word),
+        answer=continuation[word],
+        corrupt_prompt=comment(other),
+        corrupt_answer=other_continuation[other],
+        meta={"label": "toxic" if toxic else "nice", "trigger": word},
+    )
+
+
+def _icl(rng: random.Random, n_demos: int | None = None) -> Example:
+    name = rng.choice(sorted(ICL_MAPPINGS))
+    mapping = ICL_MAPPINGS[name]
+    shots = rng.randint(1, 5) if n_demos is None else n_demos
+    pairs = rng.sample(sorted(mapping.items()), shots + 1)
+    demos, (query, answer) = pairs[:-1], pairs[-1]
+    prompt = " , ".join(f"{x} -> {y}" for x, y in demos) + f" , {query} ->"
+    return Example(
+        task="icl",
+        prompt=prompt,
+        answer=answer,
+        meta={"icl_task": name, "query": query, "n_demos": shots},
+    )
+
+
+_GENERATORS: dict[str, Callable[[random.Random], Example]] = {
+    "induction": _induction,
+    "facts": _facts,
+    "refusal": _refusal,
+    "sentiment": _sentiment,
+    "language": _language,
+    "toxicity": _toxicity,
+    "icl": lambda rng: _icl(rng, n_demos=4),
+}
+
+# Training mixture: relative weight of each generator in a training batch. Induction gets the
+# largest share because induction heads form late (a phase change) and, at 0.25, failed to form
+# within 6k steps for some seeds; at 0.32 they formed by ~3k steps.
+TRAINING_MIXTURE: dict[str, float] = {
+    "induction": 0.32,
+    "facts": 0.22,
+    "fact_chain": 0.06,
+    "refusal": 0.08,
+    "sentiment": 0.1,
+    "language": 0.12,
+    "toxicity": 0.07,
+    "icl": 0.1,
+}
+_TRAINING_GENERATORS: dict[str, Callable[[random.Random], Example]] = {
+    **_GENERATORS,
+    "fact_chain": _fact_chain,
+    "icl": _icl,
+}
+
+
+def examples(task: str, n: int, seed: int = 0) -> list[Example]:
+    """``n`` evaluation examples of ``task``, the same for the same seed.
+
+    The random stream is separate from the training stream (string seeds), so
+    random tasks (copying, translation, in-context pairs) are mostly unseen
+    combinations; facts are memorised by design and evaluated on the same
+    table.
+    """
+    if task not in _GENERATORS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    rng = random.Random(f"eval/{task}/{seed}")
+    return [_GENERATORS[task](rng) for _ in range(n)]
+
+
+def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | None = None) -> list[Example]:
+    """``n`` examples drawn from ``mixture`` (generator name → weight; default ``TRAINING_MIXTURE``)."""
+    mixture = mixture or TRAINING_MIXTURE
+    unknown = set(mixture) - set(_TRAINING_GENERATORS)
+    if unknown:
+        raise ValueError(f"unknown training generators: {', '.join(sorted(unknown))}")
+    names = list(mixture)
+    weights = [mixture[k] for k in names]
+    return [_TRAINING_GENERATORS[name](rng) for name in rng.choices(names, weights=weights, k=n)]
