@@ -15,10 +15,9 @@ from typing import Any
 
 from mi_catalog import vocab
 from mi_catalog.errors import CliError
+from mi_catalog.formats import FORMATS
 from mi_catalog.paths import resolve_catalog_dir
 from mi_catalog.query import SORTS
-
-FORMATS = ("table", "json", "csv", "bibtex", "yaml", "ids")
 
 
 def _catalog_dir(args: argparse.Namespace) -> Path:

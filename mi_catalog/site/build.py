@@ -96,9 +96,10 @@ def build_site(
     strict: bool = True,
 ) -> BuildReport:
     """Load the catalog, generate the mkdocs project, build it into ``out_dir``."""
+    from mi_catalog.fsutil import replace_dir
     from mi_catalog.impl_info import ImplDeclarationError, discover_impls
     from mi_catalog.load import load_catalog
-    from mi_catalog.site.project import replace_dir, write_project
+    from mi_catalog.site.project import write_project
 
     require_mkdocs()
     project_dir = project_dir or default_project_dir()

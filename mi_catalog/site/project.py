@@ -10,14 +10,13 @@ generation never leaves a half-written tree behind.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from mi_catalog import vocab
-from mi_catalog.fsutil import atomic_write_text
+from mi_catalog.fsutil import atomic_write_text, replace_dir
 from mi_catalog.impl_info import ImplInfo
 from mi_catalog.schema import Entry
 from mi_catalog.site.explore_data import explore_json
@@ -117,18 +116,6 @@ def write_docs(docs_dir: Path, pages: Sequence[Page], data_json: str) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Put folder ``new`` at ``target``; the old one is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_overrides(project_dir: Path) -> None:

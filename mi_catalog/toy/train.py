@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mi_catalog.fsutil import replace_dir
 from mi_catalog.toy.tasks import RECIPE_VERSION, training_examples, vocabulary
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
         tokenizer.save_pretrained(staging)
         _portable_tokenizer_config(staging)
         _make_world_readable(staging)
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -188,13 +189,3 @@ def _make_world_readable(directory: Path) -> None:
         path.chmod(0o644)
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Rename ``staging`` over ``target``; the old folder is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
