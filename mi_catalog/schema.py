@@ -118,6 +118,29 @@ class Provenance(_Strict):
         return _check_tags(vocab.APPLICATION, v)
 
 
+class Review(_Strict):
+    """How far a person checked this entry against the paper itself (arXiv, the venue's proceedings).
+
+    ``tags: upstream`` means the tags are copied from the survey's list unchecked; ``reviewed`` means each of
+    object / method / steering / application was checked against the paper. The upstream tags stay verbatim in
+    ``provenance.upstream_rows``; when the reviewed tags differ, ``tags_note`` says why in one line.
+    """
+
+    tags: Literal["reviewed", "upstream"] = Field(default="upstream", description="reviewed | upstream")
+    tags_note: str | None = Field(default=None, description="One line: why the reviewed tags differ from upstream.")
+    metadata: Literal["checked", "unchecked"] = Field(
+        default="unchecked", description="checked: title, authors, venue, year, arXiv id, code link verified."
+    )
+    sources: list[str] = Field(default_factory=list, description="Pages the review checked (URLs).")
+
+    @field_validator("sources")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            _check_url(url)
+        return v
+
+
 class Entry(_Strict):
     """One paper."""
 
@@ -132,6 +155,7 @@ class Entry(_Strict):
     tags: Tags
     impls: list[str] = Field(default_factory=list, description="Reference implementation ids.")
     provenance: Provenance
+    review: Review = Field(default_factory=Review, description="What was checked against the paper, and how.")
     notes: list[str] = Field(default_factory=list, description="Corrections made to upstream data, and why.")
 
     @field_validator("id")
