@@ -64,19 +64,45 @@ class Facet:
     def children(self, group_id: str) -> tuple[str, ...]:
         return tuple(t.id for t in self.terms if t.parent == group_id)
 
-    def resolve(self, value: str) -> tuple[str, ...]:
+    def resolve(self, value: str, *, loose: bool = False) -> tuple[str, ...]:
         """Map what a user typed to canonical leaf ids.
 
-        A group id (e.g. ``alignment``) expands to its children. Raises
+        A group id (e.g. ``alignment``) expands to its children. With ``loose``
+        (what people type at a prompt), a word or prefix of an accepted spelling
+        that names exactly one value resolves to it (``vector`` →
+        ``vector-arithmetic``); an ambiguous one lists the candidates. Raises
         :class:`UnknownValueError` with a "did you mean" suggestion.
         """
         key = normalize_key(value)
         term_id = self._lookup.get(key)
+        if term_id is None and loose:
+            candidates = self.word_matches(key)
+            if len(candidates) == 1:
+                term_id = candidates[0]
+            elif candidates:
+                raise UnknownValueError(self, value, [], ambiguous=candidates)
         if term_id is None:
             raise UnknownValueError(self, value, self.suggest(value))
         if any(g.id == term_id for g in self.groups):
             return self.children(term_id)
         return (term_id,)
+
+    def word_matches(self, key: str) -> list[str]:
+        """Canonical ids (groups included) with a spelling that ``key`` is a word or a prefix of, in order."""
+        if len(key) < 2:
+            return []
+        found: list[str] = []
+        for spelling, term_id in self._lookup.items():
+            words = spelling.split("-")
+            hit = spelling.startswith(key) or any(w.startswith(key) for w in words)
+            if hit and term_id not in found:
+                found.append(term_id)
+        groups = {g.id for g in self.groups}
+        # A group and one of its own children both matching ("effic…"): the group is meant.
+        if any(f in groups for f in found):
+            found = [f for f in found if f in groups or self.term(f).parent not in found]
+        order = [t.id for t in (*self.groups, *self.terms)]
+        return sorted(found, key=order.index)
 
     def suggest(self, value: str) -> list[str]:
         key = normalize_key(value)
@@ -95,12 +121,17 @@ class Facet:
 
 
 class UnknownValueError(ValueError):
-    def __init__(self, facet: Facet, value: str, suggestions: list[str]) -> None:
+    def __init__(self, facet: Facet, value: str, suggestions: list[str], *, ambiguous: list[str] | None = None) -> None:
         self.facet = facet
         self.value = value
         self.suggestions = suggestions
-        hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(f"unknown {facet.name} {value!r}{hint} (valid: {', '.join(facet.ids)})")
+        self.ambiguous = ambiguous or []
+        if self.ambiguous:
+            message = f"ambiguous {facet.name} {value!r}: could be {', '.join(self.ambiguous)}"
+        else:
+            hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+            message = f"unknown {facet.name} {value!r}{hint} (valid: {', '.join(facet.ids)})"
+        super().__init__(message)
 
 
 def normalize_key(value: str) -> str:
@@ -375,6 +406,7 @@ VENUES: tuple[Venue, ...] = (
     ),
     Venue("AACL", "conference", "Conference of the Asia-Pacific Chapter of the ACL", ("ijcnlp-aacl",)),
     Venue("COLM", "conference", "Conference on Language Modeling"),
+    Venue("CLeaR", "conference", "Conference on Causal Learning and Reasoning (PMLR)"),
     Venue("AAAI", "conference", "AAAI Conference on Artificial Intelligence"),
     Venue("IJCAI", "conference", "International Joint Conference on Artificial Intelligence"),
     Venue("CVPR", "conference", "IEEE/CVF Conference on Computer Vision and Pattern Recognition"),
@@ -423,8 +455,9 @@ def resolve_venue(value: str) -> str:
     """Canonical venue id for what a user (or the upstream list) wrote, e.g. 'Arxiv' → 'arXiv'."""
     found = _VENUE_LOOKUP.get(normalize_key(value))
     if found is None:
-        close = difflib.get_close_matches(normalize_key(value), list(_VENUE_LOOKUP), n=2, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(_VENUE_LOOKUP[c]) for c in close)}?" if close else ""
+        close = difflib.get_close_matches(normalize_key(value), list(_VENUE_LOOKUP), n=4, cutoff=0.6)
+        names = list(dict.fromkeys(_VENUE_LOOKUP[c] for c in close))[:2]
+        hint = f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
         raise ValueError(f"unknown venue {value!r}{hint}")
     return found
 
@@ -434,3 +467,36 @@ def venue_kind(venue_id: str) -> str:
         if v.id == venue_id:
             return v.kind
     raise KeyError(venue_id)
+
+
+# The venue and the provenance as facets of a query, so they resolve (aliases, words, prefixes)
+# and suggest exactly like the vocabulary facets.
+VENUE = Facet(
+    name="venue",
+    label="Venue",
+    field="venue",
+    description="Where the paper was published.",
+    terms=tuple(Term(v.id, v.id, v.label, v.aliases) for v in VENUES),
+)
+
+SOURCE_FOUNDATIONAL = "mi-catalog"  # provenance.source of the entries we added ourselves
+SOURCE = Facet(
+    name="source",
+    label="Source",
+    field="source",
+    description="Where an entry comes from: the survey's paper list, or the foundational papers we added.",
+    terms=(
+        Term("survey", "Survey", "Listed in the survey's paper table.", ("awesome-actionable-mi-survey", "upstream")),
+        Term(
+            "foundational",
+            "Foundational",
+            "A foundational paper added by mi-catalog (not in the survey's table).",
+            (SOURCE_FOUNDATIONAL, "added"),
+        ),
+    ),
+)
+
+
+def source_of(provenance_source: str) -> str:
+    """The ``source`` facet value of an entry from its ``provenance.source``."""
+    return "foundational" if provenance_source == SOURCE_FOUNDATIONAL else "survey"
