@@ -133,15 +133,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mi_catalog.validate import validate_catalog
 
     catalog_dir = _catalog_dir(args)
-    problems = validate_catalog(catalog_dir)
+    found = validate_catalog(catalog_dir)
+    problems = [p for p in found if p.severity == "error"]
+    warnings = [p for p in found if p.severity != "error"]
     n_files = len(catalog_files(catalog_dir))
     if args.format == "json":
-        _emit(json.dumps({"files": n_files, "problems": [p.__dict__ for p in problems]}, indent=2))
+        # "problems" are the errors (exit 1); "warnings" never fail the run.
+        report = {
+            "files": n_files,
+            "problems": [p.__dict__ for p in problems],
+            "warnings": [p.__dict__ for p in warnings],
+        }
+        _emit(json.dumps(report, indent=2))
     else:
         for p in problems:
             print(p)
+        for p in warnings:
+            print(p)
         bad = len({p.file for p in problems})
         status = "OK" if not problems else f"{len(problems)} problem(s) in {bad} file(s)"
+        if warnings:
+            status += f", {len(warnings)} warning(s)"
         print(f"{n_files} files checked: {status}", file=sys.stderr if problems else sys.stdout)
     return 1 if problems else 0
 
@@ -223,7 +235,9 @@ def register(subparsers: Any) -> None:
     add_catalog_option(f)
     f.set_defaults(func=cmd_facets)
 
-    v = subparsers.add_parser("validate", help="check every catalog file; exit 1 on any problem")
+    v = subparsers.add_parser(
+        "validate", help="check every catalog file; exit 1 on any error (warnings are printed, never fail)"
+    )
     v.add_argument("--format", choices=("text", "json"), default="text")
     add_catalog_option(v)
     v.set_defaults(func=cmd_validate)

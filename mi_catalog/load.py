@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -38,18 +38,23 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+Severity = Literal["error", "warning"]
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one file."""
+    """One thing wrong with one file. Only errors make `validate` fail; warnings ask a curator to look."""
 
     file: str
     field: str  # dotted path into the entry, or "-" for the whole file
     message: str
     hint: str = ""
+    severity: Severity = "error"
 
     def __str__(self) -> str:
         hint = f" (fix: {self.hint})" if self.hint else ""
-        return f"{self.file}: {self.field}: {self.message}{hint}"
+        level = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}: {self.field}: {level}{self.message}{hint}"
 
 
 class EntryFileError(Exception):

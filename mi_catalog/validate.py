@@ -4,8 +4,9 @@ Per file (via :mod:`mi_catalog.load`): safe YAML, schema, vocabulary, id = file
 stem. Across files: unique ids, duplicate titles, links and arXiv ids, and the
 links between entries and reference implementations in both directions
 (an entry's ``impls`` must exist; an implementation's ``reproduces`` must name
-entries that list it back). Reads implementation metadata with :mod:`ast`, so
-it never imports torch.
+entries that list it back); content checks from :mod:`mi_catalog.checks`
+(title casing — a warning —, duplicate summaries, arXiv id vs link). Reads
+implementation metadata with :mod:`ast`, so it never imports torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from mi_catalog.checks import content_problems
 from mi_catalog.impl_info import IMPLS_DIR, ImplDeclarationError, ImplInfo, discover_impls
 from mi_catalog.importer import link_key, normalize_title
 from mi_catalog.load import LoadResult, Problem, load_catalog
@@ -24,7 +26,7 @@ from mi_catalog.schema import Entry
 def validate_catalog(
     catalog_dir: Path, impls_dir: Path = IMPLS_DIR, *, impl_coverage: bool | None = None
 ) -> list[Problem]:
-    """All problems in the catalog folder (an empty list means valid).
+    """All problems in the catalog folder, errors and warnings (valid means: no ``severity == "error"``).
 
     ``impl_coverage``: also require every entry an implementation reproduces to
     exist in this catalog. Default: only for the shipped catalog — another
@@ -36,6 +38,7 @@ def validate_catalog(
     problems = list(loaded.problems)
     problems += _duplicate_stems(catalog_dir)
     problems += _cross_entry_problems(loaded)
+    problems += content_problems(loaded.entries)
     try:
         impls = discover_impls(impls_dir)
     except (ImplDeclarationError, SyntaxError) as err:

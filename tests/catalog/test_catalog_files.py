@@ -24,7 +24,8 @@ def test_file_is_valid(path: Path) -> None:
 
 
 def test_whole_catalog_validates() -> None:
-    assert [str(p) for p in validate_catalog(CATALOG)] == []
+    # Warnings (e.g. title casing to confirm against the paper) never make the catalog invalid.
+    assert [str(p) for p in validate_catalog(CATALOG) if p.severity == "error"] == []
 
 
 @pytest.fixture(scope="module")
