@@ -1,43 +1,51 @@
 """``mi-catalog run`` and ``mi-catalog impls``: run and list the reference implementations.
 
-Module-level imports stay light (the main CLI imports this module for every
-command): torch, transformers and the implementations are imported inside the
-handlers.
+Module-level imports stay light (the main CLI imports this module for every command): torch,
+transformers and the implementations are imported inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from typing import Any
 
 from mi_catalog.errors import CliError
 from mi_catalog.impl_info import ImplInfo, discover_impls
-
-RUN_EXTRA_HINT = "pip install 'mi-catalog[run]'"
 
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
         help="run a reference implementation (by its id or a catalog entry id) on a model",
-        description="Example: mi-catalog run logit-lens --model toy --format json --out runs/lens",
+        description="Example: mi-catalog run logit-lens --task facts --format json --out runs/lens",
     )
     run.add_argument("target", metavar="IMPL_OR_ENTRY_ID", help="an implementation id or an entry id it reproduces")
-    run.add_argument("--model", default="toy", help="'toy' (default), a Hugging Face hub id, or a local folder")
+    run.add_argument("--model", default="toy", help="'toy' (default), a fetched model (mi-catalog models list), "
+                     "a local folder, or a Hugging Face hub id")  # fmt: skip
+    run.add_argument("--task", default=None, help="task to run on (default: the implementation's first task)")
+    run.add_argument("--n", type=int, default=None, metavar="N", help="number of prompts (default: the method's)")
+    run.add_argument("--prompts", metavar="FILE.jsonl", default=None,
+                     help="your own examples: one JSON object per line with prompt, answer, optional "
+                     "corrupt_prompt, corrupt_answer, label, subject")  # fmt: skip
     run.add_argument("--format", choices=("table", "json"), default="table")
-    run.add_argument("--out", metavar="DIR", default=None, help="write figures, tensors and <impl>.json here")
+    run.add_argument("--out", metavar="DIR", default=None, help="write figures (SVG + CSV), tensors and <impl>.json here")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     run.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    run.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     run.set_defaults(func=cmd_run)
 
-    impls = subparsers.add_parser("impls", help="list the reference implementations")
+    impls = subparsers.add_parser("impls", help="list the reference implementations, or describe one")
+    impls.add_argument("id", nargs="?", default=None, help="an implementation id: print its metadata and metrics")
     impls.add_argument("--format", choices=("table", "json"), default="table")
     impls.set_defaults(func=cmd_impls)
 
 
-def _impl_dict(info: ImplInfo) -> dict[str, Any]:
+def impl_dict(info: ImplInfo) -> dict[str, Any]:
+    """The documented JSON form of an implementation (``mi-catalog impls --format json``)."""
     return {
         "id": info.id,
         "title": info.title,
@@ -45,16 +53,42 @@ def _impl_dict(info: ImplInfo) -> dict[str, Any]:
         "methods": list(info.methods),
         "steering": list(info.steering),
         "reproduces": list(info.reproduces),
+        "tasks": list(info.tasks),
+        "needs": list(info.needs),
+        "metrics": list(info.metrics),
     }
 
 
 def cmd_impls(args: argparse.Namespace) -> int:
+    from mi_catalog.methods.glossary import GLOSSARY
+
     impls = discover_impls()
+    if args.id is not None:
+        info = impls.get(args.id)
+        if info is None:
+            from mi_catalog.methods.runner import UnknownImplError, resolve
+
+            try:
+                info, _entry = resolve(args.id, impls)
+            except UnknownImplError as err:
+                raise CliError(str(err), 2) from None
+        if args.format == "json":
+            detail = impl_dict(info) | {"glossary": {m: GLOSSARY.get(m, "") for m in info.metrics}}
+            print(json.dumps(detail, indent=2))
+            return 0
+        print(f"{info.id} — {info.title}")
+        for key in ("objects", "methods", "steering", "reproduces", "tasks", "needs"):
+            print(f"  {key + ':':12} {', '.join(getattr(info, key)) or '-'}")
+        print("  metrics:")
+        width = max((len(m) for m in info.metrics), default=0)
+        for m in info.metrics:
+            print(f"    {m.ljust(width)}  {GLOSSARY.get(m, '(undefined)')}")
+        return 0
     if args.format == "json":
-        print(json.dumps([_impl_dict(i) for i in impls.values()], indent=2))
+        print(json.dumps([impl_dict(i) for i in impls.values()], indent=2))
         return 0
     rows = [(i.id, ", ".join(i.objects), ", ".join(i.methods), ", ".join(i.steering) or "-",
-             ", ".join(i.reproduces)) for i in impls.values()]  # fmt: skip
+             ", ".join(i.reproduces) or "-") for i in impls.values()]  # fmt: skip
     header = ("ID", "OBJECTS", "METHODS", "STEERING", "REPRODUCES")
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
@@ -62,37 +96,94 @@ def cmd_impls(args: argparse.Namespace) -> int:
     return 0
 
 
+class StderrProgress:
+    """``what: done/total`` on one stderr line, at most every 0.5 s; silent when quiet or not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self.last < 0.5:
+            return
+        self.last = now
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{what}: {done}/{total}" + end)
+        sys.stderr.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from mi_catalog.runner import UnknownImplError, resolve
+    from mi_catalog.methods.runner import RunError, UnknownImplError, check_out_dir, resolve
 
     try:
         resolve(args.target)  # unknown ids fail fast, before importing torch
+        check_out_dir(args.out)  # a bad --out fails before the model runs
     except UnknownImplError as err:
         raise CliError(str(err), 2) from None
+    except RunError as err:
+        raise CliError(str(err), 2) from None
+    if args.n is not None and args.n < 1:
+        raise CliError("--n must be at least 1", 2)
     try:
         from mi_catalog.models import RunExtraMissing, require_run_extra
 
         require_run_extra()
     except RunExtraMissing as err:
         raise CliError(str(err), 2) from None
+    from mi_catalog.methods.runner import run_impl
     from mi_catalog.models.families import UnsupportedModelError
-    from mi_catalog.runner import run_impl
+    from mi_catalog.models.loading import ModelLoadError
+    from mi_catalog.models.sites import SiteError
+    from mi_catalog.tasks import TaskDataError
 
+    progress = StderrProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         result = run_impl(args.target, model=args.model, out_dir=args.out, seed=args.seed, device=args.device,
-                          dtype=args.dtype)  # fmt: skip
+                          dtype=args.dtype, task=args.task, n=args.n, prompts_file=args.prompts,
+                          progress=progress)  # fmt: skip
     except UnsupportedModelError as err:
         raise CliError(f"model not supported: {err}", 2) from None
-    except (OSError, ValueError) as err:  # missing local folder / hub id, bad dtype, toy checkpoint absent
+    except (ModelLoadError, TaskDataError, RunError, SiteError) as err:
+        raise CliError(str(err), 2) from None
+    except OSError as err:
         raise CliError(f"cannot run {args.target} on {args.model!r}: {err}", 2) from None
     if args.format == "json":
         print(result.to_json())
         return 0
-    print(f"{result.impl} on {result.model}" + (f" (entry {result.entry})" if result.entry else "")
-          + f" — {result.seconds:.1f} s")  # fmt: skip
-    width = max((len(k) for k in result.metrics), default=0)
-    for name, value in result.metrics.items():
-        print(f"  {name.ljust(width)}  {value:.4g}")
-    for path in result.figures:
-        print(f"  figure: {path}")
+    print(render_run(result))
     return 0
+
+
+def _value(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def render_run(result: Any) -> str:
+    """The table form of a run: what ran, metrics with intervals, the top findings, files written."""
+    what = "reproduction of the paper's method" if result.kind == "reproduction" else \
+        "pipeline: the survey's method family applied, not the paper's exact algorithm"  # fmt: skip
+    lines = [f"{result.impl} on {result.model}, task {result.task}" + (f" (entry {result.entry})" if result.entry else "")
+             + f" — {result.seconds:.1f} s", f"  {what}"]  # fmt: skip
+    metrics = result.output.metrics
+    width = max((len(k) for k in metrics), default=0)
+    for name, value in metrics.items():
+        ci = result.output.intervals.get(name)
+        tail = f"  [{_value(ci[0])}, {_value(ci[1])}]" if ci else ""
+        lines.append(f"  {name.ljust(width)}  {_value(value)}{tail}")
+    if result.output.findings:
+        lines.append("  top findings:")
+        for f in result.output.findings[:5]:
+            where = f.label or f"{f.object} L{f.layer}" + (f"#{f.index}" if f.index is not None else "")
+            lines.append(f"    {where:<28} {f.object:<16} score {_value(f.score)}")
+    if result.output.improve is not None:
+        imp = result.output.improve
+        lines.append(f"  improve: {imp.task} {imp.metric} {_value(imp.before)} → {_value(imp.after)} "
+                     f"[{_value(imp.interval[0])}, {_value(imp.interval[1])}]")  # fmt: skip
+        for s in result.output.side_effects:
+            lines.append(f"  cost: {s.name} {_value(s.before)} → {_value(s.after)}")
+    for path in result.figures:
+        lines.append(f"  wrote: {path}")
+    return "\n".join(lines)

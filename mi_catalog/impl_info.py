@@ -9,6 +9,9 @@ Each file in ``reference_impls/`` declares at module level::
         methods=("vocab-projection",),
         steering=(),
         reproduces=("interpreting-gpt-the-logit-lens",),
+        tasks=("facts", "induction"),
+        needs=(),
+        metrics=("first_top1_layer", "final_top1_rate"),
     )
 
 The catalog side (``validate``, the site) reads these declarations with
@@ -35,14 +38,28 @@ class ImplInfo:
     methods: tuple[str, ...] = ()
     steering: tuple[str, ...] = ()
     reproduces: tuple[str, ...] = ()  # catalog entry ids this implementation reproduces
+    tasks: tuple[str, ...] = ()  # task names it supports; the first is the default
+    needs: tuple[str, ...] = ()  # subset of NEEDS: what the method requires of a model
+    metrics: tuple[str, ...] = ()  # metric names it reports, each defined in mi_catalog.methods.glossary
     module: str = ""  # filled in by discovery: reference_impls.<file stem>
 
     def problems(self) -> list[str]:
-        """Vocabulary problems with this declaration (empty when fine)."""
+        """Vocabulary and glossary problems with this declaration (empty when fine)."""
+        from mi_catalog.methods.glossary import GLOSSARY
+
         out: list[str] = []
         for facet, values in ((vocab.OBJECT, self.objects), (vocab.METHOD, self.methods), (vocab.STEER, self.steering)):
             out.extend(f"{facet.name} {v!r} is not a canonical id" for v in values if v not in facet.ids)
+        out.extend(f"needs {n!r} is not one of {', '.join(NEEDS)}" for n in self.needs if n not in NEEDS)
+        out.extend(f"metric {m!r} is not defined in mi_catalog/methods/glossary.py" for m in self.metrics
+                   if m not in GLOSSARY)  # fmt: skip
+        if not self.tasks:
+            out.append("declares no tasks (the first is the default task)")
         return out
+
+
+# What a method may require of a model: backward passes, generation, temporary weight edits, training steps.
+NEEDS = ("gradients", "generation", "weight-edits", "training")
 
 
 class ImplDeclarationError(ValueError):

@@ -12,7 +12,61 @@ Pure data, no torch: the CLI can list supported families without importing it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# How a hook presents the tensor it sees as the site's canonical activation (and writes an edit back):
+#   "full"      — as is
+#   "heads"     — split the last dim into [n_heads, d_head]
+#   "kv_heads"  — split the last dim into [n_kv_heads, d_head] (grouped-query attention K/V)
+#   "fused:q|k|v" — the Q, K or V part of one fused QKV projection output, split into heads
+#                   (layout from ``Family.qkv_layout``: GPT-2 blocked [Q|K|V], GPT-NeoX per head [q_h k_h v_h])
+VIEWS = ("full", "heads", "kv_heads", "fused:q", "fused:k", "fused:v")
+# Where on the module the tensor is: its (first) output, its first input, the attention pattern it returns
+# (read-only), or resid_mid (no module outputs it: read at the block input, edited through attn_out).
+HOOK_KINDS = ("output", "input", "pattern", "resid_mid")
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """One site in one family: a module path (``{layer}`` = the decoder block path), a hook kind and a view."""
+
+    module: str
+    kind: str = "output"
+    view: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.kind not in HOOK_KINDS:
+            raise ValueError(f"hook kind {self.kind!r} not in {HOOK_KINDS}")
+        if self.view not in VIEWS:
+            raise ValueError(f"view {self.view!r} not in {VIEWS}")
+
+
+def _block(path: str) -> str:
+    return "{layer}" + (f".{path}" if path else "")
+
+
+def site_table(
+    *, embed: str, final_norm: str, attn: str, attn_out_proj: str, mlp: str, mlp_out_proj: str, act_fn: str,
+    q: HookPoint, k: HookPoint, v: HookPoint,
+) -> dict[str, HookPoint]:  # fmt: skip
+    """The hook points of one family, as data (pyvene's per-architecture mapping, in TransformerLens names)."""
+    return {
+        "embed": HookPoint(embed, "output"),
+        "resid_pre": HookPoint(_block(""), "input"),
+        "resid_mid": HookPoint(_block(attn), "resid_mid"),
+        "resid_post": HookPoint(_block(""), "output"),
+        "attn_pattern": HookPoint(_block(attn), "pattern"),
+        "q": q,
+        "k": k,
+        "v": v,
+        "head_out": HookPoint(_block(attn_out_proj), "input", "heads"),
+        "attn_out": HookPoint(_block(attn), "output"),
+        "mlp_pre": HookPoint(_block(act_fn), "input"),
+        "mlp_act": HookPoint(_block(mlp_out_proj), "input"),
+        "mlp_out": HookPoint(_block(mlp), "output"),
+        "ln_final": HookPoint(final_norm, "output"),
+    }
 
 
 @dataclass(frozen=True)
@@ -42,6 +96,8 @@ class Family:
     norm: str = "layernorm"  # "layernorm" | "rmsnorm"
     parallel_residual_attr: str | None = None  # config flag: attention and FFN read the same residual
     pos_embed: str | None = None  # learned absolute position embedding (GPT-2 wpe); RoPE families have none
+    # Site name → hook point (module path relative to the model, "{layer}" = the decoder block).
+    sites: Mapping[str, HookPoint] = field(default_factory=dict)
 
 
 GPT2 = Family(
@@ -60,6 +116,13 @@ GPT2 = Family(
     qkv_fused="attn.c_attn",
     qkv_layout="blocked",
     conv1d=True,
+    sites=site_table(
+        embed="transformer.wte", final_norm="transformer.ln_f", attn="attn", attn_out_proj="attn.c_proj",
+        mlp="mlp", mlp_out_proj="mlp.c_proj", act_fn="mlp.act",
+        q=HookPoint("{layer}.attn.c_attn", "output", "fused:q"),
+        k=HookPoint("{layer}.attn.c_attn", "output", "fused:k"),
+        v=HookPoint("{layer}.attn.c_attn", "output", "fused:v"),
+    ),  # fmt: skip
 )
 
 GPT_NEOX = Family(
@@ -77,6 +140,13 @@ GPT_NEOX = Family(
     qkv_fused="attention.query_key_value",
     qkv_layout="per_head",
     parallel_residual_attr="use_parallel_residual",
+    sites=site_table(
+        embed="gpt_neox.embed_in", final_norm="gpt_neox.final_layer_norm", attn="attention",
+        attn_out_proj="attention.dense", mlp="mlp", mlp_out_proj="mlp.dense_4h_to_h", act_fn="mlp.act",
+        q=HookPoint("{layer}.attention.query_key_value", "output", "fused:q"),
+        k=HookPoint("{layer}.attention.query_key_value", "output", "fused:k"),
+        v=HookPoint("{layer}.attention.query_key_value", "output", "fused:v"),
+    ),  # fmt: skip
 )
 
 LLAMA = Family(
@@ -96,6 +166,13 @@ LLAMA = Family(
     k_proj="self_attn.k_proj",
     v_proj="self_attn.v_proj",
     norm="rmsnorm",
+    sites=site_table(
+        embed="model.embed_tokens", final_norm="model.norm", attn="self_attn", attn_out_proj="self_attn.o_proj",
+        mlp="mlp", mlp_out_proj="mlp.down_proj", act_fn="mlp.act_fn",
+        q=HookPoint("{layer}.self_attn.q_proj", "output", "heads"),
+        k=HookPoint("{layer}.self_attn.k_proj", "output", "kv_heads"),
+        v=HookPoint("{layer}.self_attn.v_proj", "output", "kv_heads"),
+    ),  # fmt: skip
 )
 
 FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA)

@@ -35,6 +35,8 @@ from mi_catalog.models.loading import Batch, LoadedModel
 from mi_catalog.models.sites import LAYERLESS_SITES, SITE_NAMES, Site, SiteError, site
 from mi_catalog.models.weights import get_module, layer_module, layer_submodule
 
+HEAD_SITES = frozenset({"head_out", "q", "k", "v"})  # per-head sites: [batch, pos, n_heads, d_head]
+NEURON_SITES = frozenset({"mlp_act", "mlp_pre"})  # per-neuron sites: [batch, pos, d_mlp]
 SiteLike: TypeAlias = "Site | str"
 Positions: TypeAlias = "int | Sequence[int] | torch.Tensor | None"
 Components: TypeAlias = "int | Sequence[int] | torch.Tensor | None"
@@ -124,15 +126,15 @@ def selection(
     heads: Components = None, neurons: Components = None,
 ) -> torch.Tensor:  # fmt: skip
     """A bool mask broadcastable to ``act`` selecting (positions × heads/neurons) at site ``s``."""
-    if heads is not None and s.name != "head_out":
-        raise SiteError(f"heads= selects heads of head_out, not of {s.name}")
-    if neurons is not None and s.name != "mlp_act":
-        raise SiteError(f"neurons= selects neurons of mlp_act, not of {s.name}")
+    if heads is not None and s.name not in HEAD_SITES:
+        raise SiteError(f"heads= selects heads of {', '.join(sorted(HEAD_SITES))}, not of {s.name}")
+    if neurons is not None and s.name not in NEURON_SITES:
+        raise SiteError(f"neurons= selects neurons of mlp_act or mlp_pre, not of {s.name}")
     pos = position_mask(positions, state.mask_for(act))  # [batch, pos]
     sel = pos.reshape(*pos.shape, *([1] * (act.dim() - 2)))  # [batch, pos, 1, ...]
-    if s.name == "head_out":
+    if s.name in HEAD_SITES:
         sel = sel & _component_mask(heads, act.shape[2], act.device)[None, None, :, None]  # [b, pos, n_heads, 1]
-    elif s.name == "mlp_act":
+    elif s.name in NEURON_SITES:
         sel = sel & _component_mask(neurons, act.shape[2], act.device)[None, None, :]  # [b, pos, d_mlp]
     return sel
 
@@ -177,41 +179,64 @@ def _input_hook(module: nn.Module, fn: ActFn) -> RemovableHandle:
 
 
 def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[RemovableHandle]:
-    """Hook ``fn`` (canonical activation → replacement or None) at site ``s``; return the handles."""
-    fam, name, layer = lm.family, s.name, s.layer
-    if name == "embed":
-        return [_output_hook(get_module(lm.model, fam.embed), fn)]
-    if name == "ln_final":
-        return [_output_hook(get_module(lm.model, fam.final_norm), fn)]
+    """Hook ``fn`` (canonical activation → replacement or None) at site ``s``, as the family's table says."""
+    point = lm.family.sites.get(s.name)
+    if point is None:
+        raise SiteError(f"site {s.name!r} is not defined for the {lm.family.name} family")
+    if point.kind == "resid_mid":
+        assert s.layer is not None
+        return _resid_mid_hooks(lm, s.layer, fn)
+    module = _hook_module(lm, point.module, s.layer)
+    if point.kind == "pattern":
+        return [_pattern_hook(module, fn, s)]
+    viewed = _viewed(lm, point.view, fn)
+    if point.kind == "input":
+        return [_input_hook(module, viewed)]
+    return [_output_hook(module, viewed)]
+
+
+def _hook_module(lm: LoadedModel, template: str, layer: int | None) -> nn.Module:
+    if "{layer}" not in template:
+        return get_module(lm.model, template)
     assert layer is not None
-    if name == "resid_pre":
-        return [_input_hook(layer_module(lm, layer), fn)]
-    if name == "resid_post":
-        return [_output_hook(layer_module(lm, layer), fn)]
-    if name == "attn_out":
-        return [_output_hook(layer_submodule(lm, layer, fam.attn), fn)]
-    if name == "mlp_out":
-        return [_output_hook(layer_submodule(lm, layer, fam.mlp), fn)]
-    if name == "mlp_act":
-        return [_input_hook(layer_submodule(lm, layer, fam.mlp_out_proj), fn)]
-    if name == "head_out":
-        return [_input_hook(layer_submodule(lm, layer, fam.attn_out_proj), _per_head(lm, fn))]
-    if name == "attn_pattern":
-        return [_pattern_hook(layer_submodule(lm, layer, fam.attn), fn, s)]
-    if name == "resid_mid":
-        return _resid_mid_hooks(lm, layer, fn)
-    raise SiteError(f"unknown site {name!r}; valid: {', '.join(SITE_NAMES)}")
+    block = layer_module(lm, layer)
+    rest = template.replace("{layer}", "").lstrip(".")
+    return get_module(block, rest) if rest else block
 
 
-def _per_head(lm: LoadedModel, fn: ActFn) -> Callable[[torch.Tensor], Any]:
-    """Present W_O's input [batch, pos, n_heads*d_head] as z [batch, pos, n_heads, d_head]."""
+def _viewed(lm: LoadedModel, view: str, fn: ActFn) -> ActFn:
+    """Wrap ``fn`` so it sees the site's canonical shape and its edit is written back into the raw tensor."""
+    if view == "full":
+        return fn
+    if view in ("heads", "kv_heads"):
+        n = lm.n_heads if view == "heads" else lm.n_kv_heads
 
-    def per_head(flat: torch.Tensor) -> torch.Tensor | None:
-        z = flat.reshape(*flat.shape[:-1], lm.n_heads, lm.d_head)  # [batch, pos, n_heads, d_head]
-        new = fn(z)
-        return None if new is None else new.reshape(flat.shape)
+        def split(flat: torch.Tensor) -> torch.Tensor | None:
+            z = flat.reshape(*flat.shape[:-1], n, lm.d_head)  # [batch, pos, n, d_head]
+            new = fn(z)
+            return None if new is None else new.reshape(flat.shape)
 
-    return per_head
+        return split
+    part = "qkv".index(view.split(":")[1])
+    layout = lm.family.qkv_layout
+
+    def fused(raw: torch.Tensor) -> torch.Tensor | None:
+        n, dh = lm.n_heads, lm.d_head
+        if layout == "blocked":  # GPT-2: [Q | K | V] along the last dim
+            parts = list(raw.split(n * dh, dim=-1))
+            new = fn(parts[part].reshape(*raw.shape[:-1], n, dh))
+            if new is None:
+                return None
+            parts[part] = new.reshape(*raw.shape[:-1], n * dh)
+            return torch.cat(parts, dim=-1)
+        grouped = raw.reshape(*raw.shape[:-1], n, 3, dh)  # GPT-NeoX: per head [q_h | k_h | v_h]
+        new = fn(grouped[..., part, :])
+        if new is None:
+            return None
+        pieces = [new if i == part else grouped[..., i, :] for i in range(3)]
+        return torch.stack(pieces, dim=-2).reshape(raw.shape)
+
+    return fused
 
 
 def _pattern_hook(attn: nn.Module, fn: ActFn, s: Site) -> RemovableHandle:
@@ -308,9 +333,12 @@ def capture(lm: LoadedModel, sites: Iterable[SiteLike] | None = None, detach: bo
     targets = [site(s) for s in sites] if sites is not None else all_sites(lm)
 
     def recorder(s: Site) -> EditFn:
-        def record(act: torch.Tensor, state: ForwardState) -> None:
+        def record(act: torch.Tensor, state: ForwardState) -> torch.Tensor | None:
             cache.acts[s.key] = act.detach() if detach else act
             cache.attention_mask = state.attention_mask
+            # Without detach, hand the (possibly reshaped) tensor back so the forward pass uses exactly it:
+            # a per-head view of W_O's input is then in the autograd graph and gets a gradient.
+            return None if detach else act
 
         return record
 
@@ -325,6 +353,71 @@ def run_with_cache(
     with capture(lm, sites) as cache:
         logits = lm.logits(batch)
     return logits, cache
+
+
+@dataclass
+class GradRun:
+    """One forward + backward: the metric's value, the activations and d(metric)/d(activation) per site."""
+
+    value: float
+    logits: torch.Tensor  # [batch, pos, d_vocab], detached
+    acts: Cache  # detached activations
+    grads: Cache  # gradients, same shapes (zeros where the metric does not depend on a site)
+
+
+def run_with_grads(
+    lm: LoadedModel, batch: Batch, sites: Iterable[SiteLike], metric: Callable[[torch.Tensor], torch.Tensor]
+) -> GradRun:
+    """Activations and their gradients at ``sites`` for a scalar ``metric(logits)``, in one forward and one backward.
+
+    Uses :func:`torch.autograd.grad` with respect to the activations only, so no parameter's ``.grad`` is
+    touched and the model is left as found. The embedding output is made to require grad, so this also
+    works when the parameters are frozen.
+    """
+    targets = [site(s) for s in sites]
+
+    def track(act: torch.Tensor, _state: ForwardState) -> torch.Tensor | None:
+        return None if act.requires_grad else act.detach().requires_grad_(True)
+
+    with torch.enable_grad(), edit(lm, [("embed", track)]), capture(lm, targets, detach=False) as cache:
+        logits = lm.forward(batch).logits
+        value = metric(logits)
+    keys = [s.key for s in targets]
+    tensors = [cache.acts[k] for k in keys]
+    grads = torch.autograd.grad(value, tensors, allow_unused=True)
+    grad_cache = Cache(attention_mask=cache.attention_mask)
+    act_cache = Cache(attention_mask=cache.attention_mask)
+    for key, act, grad in zip(keys, tensors, grads, strict=True):
+        act_cache.acts[key] = act.detach()
+        grad_cache.acts[key] = torch.zeros_like(act) if grad is None else grad.detach()
+    return GradRun(float(value.detach()), logits.detach(), act_cache, grad_cache)
+
+
+@contextlib.contextmanager
+def edit_weights(lm: LoadedModel, updates: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily replace parameters (by ``named_parameters`` name) with new values; restored on exit.
+
+    For weight edits such as ROME's rank-one update: the original values are copied aside first and written
+    back in ``finally``, also when the body raises. Shapes must match.
+    """
+    params = dict(lm.model.named_parameters())
+    unknown = [name for name in updates if name not in params]
+    if unknown:
+        raise SiteError(f"no parameter(s) {', '.join(unknown)} in {type(lm.model).__name__}")
+    saved: dict[str, torch.Tensor] = {}
+    try:
+        with torch.no_grad():
+            for name, value in updates.items():
+                param = params[name]
+                if tuple(value.shape) != tuple(param.shape):
+                    raise ValueError(f"{name}: new value has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                saved[name] = param.detach().clone()
+                param.copy_(value.to(device=param.device, dtype=param.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for name, old in saved.items():
+                params[name].copy_(old)
 
 
 def _real_tokens(reference: Cache | torch.Tensor | None, ref: torch.Tensor, state: ForwardState) -> torch.Tensor:

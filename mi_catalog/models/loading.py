@@ -8,7 +8,11 @@ materialise the attention pattern, so ``attn_pattern`` would silently be empty.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,19 +44,26 @@ class Batch:
         return (int(self.input_ids.shape[0]), int(self.input_ids.shape[1]))
 
 
+class ModelLoadError(ValueError):
+    """A model cannot be loaded or used as asked (missing folder, no network, no CUDA, prompt too long)."""
+
+
 @dataclass
 class LoadedModel:
-    """A causal LM, its tokenizer and its architecture family."""
+    """A causal LM, its tokenizer, its architecture family and the task data that goes with it.
+
+    ``tasks`` is the model's own source of task examples (the toy's generators with planted truth for a
+    toy checkpoint, the English sets otherwise), so methods never need to know which model they run on.
+    ``card`` is the model card of a toy checkpoint (what was verified about it), else None.
+    """
 
     model: nn.Module
     tokenizer: Any  # a PreTrainedTokenizer(Fast); None for tokenizer-less test models
     family: Family
     name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_toy(self) -> bool:
-        return self.name == TOY_NAME
+    tasks: Any = None  # a mi_catalog.tasks.TaskSource
+    card: dict[str, Any] | None = None
+    path: str | None = None  # the folder the weights came from
 
     @property
     def config(self) -> Any:
@@ -87,16 +98,57 @@ class LoadedModel:
         attr = self.family.parallel_residual_attr
         return bool(attr and getattr(self.config, attr, False))
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model accepts (learned position tables), None when unbounded."""
+        for attr in ("n_positions", "max_position_embeddings"):
+            value = getattr(self.config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def encode(self, prompts: Sequence[str]) -> Batch:
         """Tokenise with left padding (the model's BOS handling is the tokenizer's own)."""
         if self.tokenizer is None:
-            raise ValueError(f"model {self.name or type(self.model).__name__!r} has no tokenizer")
+            raise ModelLoadError(f"model {self.name or type(self.model).__name__!r} has no tokenizer")
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None:  # GPT-2 and Pythia ship without one; padding is masked out anyway
             tok.pad_token = tok.eos_token
         enc = tok(list(prompts), return_tensors="pt", padding=True)
-        return Batch(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+        batch = Batch(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+        self.check_fits(batch.shape[1], prompts)
+        return batch
+
+    def check_fits(self, n_tokens: int, prompts: Sequence[str] = ()) -> None:
+        """Raise :class:`ModelLoadError` when a sequence is longer than the model's context."""
+        limit = self.max_positions
+        if limit is not None and n_tokens > limit:
+            longest = max(prompts, key=len) if prompts else ""
+            raise ModelLoadError(
+                f"a prompt is {n_tokens} tokens, longer than {self.name or 'the model'}'s context of {limit} tokens"
+                + (f" (starts {longest[:40]!r}); shorten it" if longest else "")
+            )
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words a word-level tokenizer maps to its unknown token (empty for byte-level BPE tokenizers)."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is None:
+            return []
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if unk not in ids:
+            return []
+        return [w for w in text.split() if unk in self.tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+    def format_prompt(self, prompt: str, chat: bool) -> str:
+        """``prompt`` as the model should see it: through the chat template when asked and the tokenizer has one."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if not chat or not template:
+            return prompt
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
 
     def token_id(self, text: str) -> int:
         """The id of the first token of ``text`` (an answer like ``" Paris"``), without special tokens."""
@@ -117,16 +169,42 @@ class LoadedModel:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """A plain forward pass without gradients: logits [batch, pos, d_vocab]."""
-        with torch.no_grad():
+        with torch.inference_mode():
             return self.forward(batch).logits
 
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 8) -> list[str]:
+        """Greedy continuations, under whatever interventions are active (no KV cache: every step is a full
+        forward pass, so position-selective hooks see the same positions as in a plain forward)."""
+        batch = self.encode(prompts)
+        ids, mask = batch.input_ids, batch.attention_mask
+        new_tokens: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            self.check_fits(ids.shape[1] + 1)
+            next_ids = self.logits(Batch(ids, mask))[:, -1].argmax(dim=-1)  # [batch]
+            new_tokens.append(next_ids)
+            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        out = torch.stack(new_tokens, dim=1) if new_tokens else ids[:, :0]
+        return [self.tokenizer.decode(row, skip_special_tokens=True) for row in out]
 
-def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "") -> LoadedModel:
-    """Wrap an already-built model (e.g. a random-init test model); forces eager attention and eval mode."""
+
+def wrap_model(
+    model: nn.Module, tokenizer: Any = None, name: str = "", tasks: Any = None, card: dict[str, Any] | None = None,
+    path: str | None = None,
+) -> LoadedModel:  # fmt: skip
+    """Wrap an already-built model (e.g. a random-init test model); forces eager attention and eval mode.
+
+    ``tasks`` defaults to the English task sets.
+    """
     family = family_for_model(model)  # raises UnsupportedModelError with the supported list
     use_eager_attention(model)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, family=family, name=name or type(model).__name__)
+    if tasks is None:
+        from mi_catalog.models.prompts import EnglishTaskSource
+
+        tasks = EnglishTaskSource(model_name=name)
+    return LoadedModel(model=model, tokenizer=tokenizer, family=family, name=name or type(model).__name__,
+                       tasks=tasks, card=card, path=path)  # fmt: skip
 
 
 def use_eager_attention(model: nn.Module) -> None:
@@ -150,42 +228,138 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return table[dtype]
 
 
+def is_toy_checkpoint(folder: Path) -> bool:
+    """A toy checkpoint is recognised by its files: the card ``toy train`` writes, or the recipe it leaves in
+    ``config.json`` (a checkpoint trained with ``--no-card``) — never by the folder's name."""
+    card = folder / "card.json"
+    if card.is_file():
+        try:
+            if json.loads(card.read_text(encoding="utf-8")).get("name") == TOY_CARD_NAME:
+                return True
+        except (json.JSONDecodeError, OSError):
+            pass
+    config = folder / "config.json"
+    try:
+        return config.is_file() and "toy_training" in json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+TOY_CARD_NAME = "mi-catalog toy llama"
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for ``device``, or a one-line :class:`ModelLoadError` when this machine has none."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ModelLoadError(f"unknown device {device!r} ({err}); use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: this torch build has no CUDA device available; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return dev
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1 or Path(name).exists()
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model_path(name_or_path: str) -> Path | None:
+    """A local folder for ``name_or_path``: the toy, a model fetched by ``mi-catalog models get``, or a path.
+
+    None means "a hub id" (no local folder). A path-like name that does not exist is an error.
+    """
+    if name_or_path == TOY_NAME:
+        from mi_catalog.toy import CHECKPOINT_DIR
+
+        return CHECKPOINT_DIR
+    try:
+        from mi_catalog.models import zoo
+    except ImportError:
+        zoo = None  # type: ignore[assignment]
+    if zoo is not None and name_or_path in getattr(zoo, "MODELS", {}):
+        path = zoo.local_path(name_or_path)
+        if path is None:
+            raise ModelLoadError(f"model {name_or_path!r} is not fetched yet; run: mi-catalog models get {name_or_path}")
+        return Path(path)
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_dir():
+        return candidate
+    if _looks_like_path(name_or_path):
+        what = "is not a folder" if candidate.exists() else "does not exist"
+        raise ModelLoadError(f"model folder {name_or_path!r} {what}; give 'toy', a fetched model, or a folder with config.json")
+    return None
+
+
 def load_model(
     name_or_path: str = TOY_NAME, device: str = "cpu", dtype: str | torch.dtype | None = None
 ) -> LoadedModel:
-    """Load ``"toy"``, a hub id or a local folder as a :class:`LoadedModel` (eval mode, eager attention)."""
+    """Load ``"toy"``, a model fetched with ``mi-catalog models get``, a local folder or a hub id.
+
+    Eval mode, eager attention, safetensors only, no remote code. A folder holding a toy checkpoint (recognised
+    by its files) is the toy, with the toy's task data; everything else gets the English task sets.
+    """
     torch_dtype = parse_dtype(dtype)
+    dev = check_device(device)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise on the CLI's stderr
-    if name_or_path == TOY_NAME:
-        return _load_toy(device, torch_dtype)
+    folder = resolve_model_path(name_or_path)
+    if folder is not None and is_toy_checkpoint(folder):
+        return _load_toy(folder, dev, torch_dtype, name=TOY_NAME if name_or_path == TOY_NAME else str(name_or_path))
+    if folder is not None and not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
+    source = str(folder) if folder is not None else name_or_path
+    if folder is None and not _hub_cached(name_or_path) and not _hub_reachable():
+        raise ModelLoadError(
+            f"{name_or_path!r} is not a local folder and the Hugging Face hub is unreachable (offline); "
+            "pass a local folder (--model path/to/model), fetch one with 'mi-catalog models get', "
+            "or set HF_HUB_OFFLINE=1 to use the local hub cache"
+        )
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from mi_catalog.models.families import family_for_class_names
 
-    # Check the architecture *before* downloading weights, from the config's declared class.
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
-    declared = list(getattr(config, "architectures", None) or [])
-    if declared:
-        family_for_class_names(declared)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path,
-        use_safetensors=True,
-        trust_remote_code=False,
-        attn_implementation="eager",
-        dtype=torch_dtype,
-    )
-    model = model.to(torch.device(device))  # type: ignore[arg-type]
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
-    return wrap_model(model, tokenizer, name=name_or_path)
-
-
-def _load_toy(device: str, dtype: torch.dtype | None) -> LoadedModel:
     try:
-        from mi_catalog.toy import load_toy
-    except ImportError as err:
-        raise FileNotFoundError(f"the built-in toy model is not available in this build ({err})") from err
-    model, tokenizer = load_toy(device=device, dtype=dtype)
-    loaded = wrap_model(model, tokenizer, name=TOY_NAME)
-    return loaded
+        # Check the architecture *before* reading weights, from the config's declared class.
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        declared = list(getattr(config, "architectures", None) or [])
+        if declared:
+            family_for_class_names(declared)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=False, attn_implementation="eager", dtype=torch_dtype
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except OSError as err:
+        raise ModelLoadError(f"cannot load {name_or_path!r}: {str(err).splitlines()[0]}") from None
+    model = model.to(dev)  # type: ignore[arg-type]
+    return wrap_model(model, tokenizer, name=name_or_path, path=str(folder) if folder else None)
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache already holds ``repo_id``'s config (loadable offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # any malformed id or cache layout: treat as not cached
+        return False
+
+
+def _load_toy(folder: Path, device: torch.device, dtype: torch.dtype | None, name: str) -> LoadedModel:
+    from mi_catalog.toy import ToyTaskSource, load_model_dir, read_card
+
+    model, tokenizer = load_model_dir(folder, device=str(device), dtype=dtype)
+    card = read_card(folder)
+    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=card, path=str(folder))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from mi_catalog.tasks import TaskDataError, TaskExample, example_from_json
 
 # (prompt, subject, answer): the subject is a substring of the prompt, the answer its next word.
 FACTS: tuple[tuple[str, str, str], ...] = (
@@ -37,24 +38,14 @@ INDUCTION_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class TaskPrompt:
-    """One prompt whose next token should be (the first token of) ``answer``."""
-
-    task: str
-    prompt: str
-    answer: str
-    corrupt_prompt: str | None = None  # same token length as ``prompt``; None when noise is the corruption
-    corrupt_answer: str | None = None
-    subject: str | None = None  # substring of ``prompt`` (facts)
-    subject_positions: tuple[int, ...] = ()  # token positions in the tokenised prompt (BOS counted if added)
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+# One task-data type everywhere (the toy's examples, the English sets, user files).
+TaskPrompt = TaskExample
 
 
 def english_facts(n: int, seed: int = 0) -> list[TaskPrompt]:
     rows = list(FACTS)
     random.Random(seed).shuffle(rows)
-    return [TaskPrompt("facts", p, a, subject=s) for p, s, a in rows[:n]]
+    return [TaskExample("facts", p, a, subject=s) for p, s, a in rows[:n]]
 
 
 def english_induction(n: int, seed: int = 0, length: int = 8) -> list[TaskPrompt]:
@@ -67,7 +58,7 @@ def english_induction(n: int, seed: int = 0, length: int = 8) -> list[TaskPrompt
         k = rng.randint(2, length - 1)
         corrupt = [*sequence[:k], spare, *sequence[k + 1 :]]
         out.append(
-            TaskPrompt(
+            TaskExample(
                 "induction",
                 " ".join(sequence + sequence[:k]),
                 " " + sequence[k],
@@ -79,38 +70,50 @@ def english_induction(n: int, seed: int = 0, length: int = 8) -> list[TaskPrompt
     return out
 
 
-ENGLISH_TASKS: dict[str, Callable[[int, int], list[TaskPrompt]]] = {
+BUILTIN_TASKS: dict[str, Callable[[int, int], list[TaskExample]]] = {
     "facts": english_facts,
     "induction": english_induction,
 }
 
 
-def toy_prompts(task: str, n: int, seed: int = 0) -> list[TaskPrompt]:
-    """The toy model's own task examples (with planted truth) as TaskPrompts."""
-    from mi_catalog.toy import tasks as toy_tasks
+class EnglishTaskSource:
+    """English task sets for any Hugging Face model: induction generated from single-token words; the sets
+    shipped in ``mi_catalog/data/english`` (facts, IOI, refusal, sentiment, multilingual, toxicity) when
+    present, else the built-in facts. When a correctness record exists for ``model_name``, only the prompts
+    that model gets right are used (methods explain behaviour the model actually has)."""
 
-    return [
-        TaskPrompt(
-            task=ex.task,
-            prompt=ex.prompt,
-            answer=ex.answer,
-            corrupt_prompt=ex.corrupt_prompt,
-            corrupt_answer=ex.corrupt_answer,
-            subject=" ".join(ex.prompt.split()[p - 1] for p in ex.subject_positions) or None,
-            subject_positions=tuple(ex.subject_positions),
-            meta=dict(ex.meta),
-        )
-        for ex in toy_tasks.examples(task, n, seed=seed)
-    ]
+    name = "english"
 
+    def __init__(self, model_name: str = "") -> None:
+        self.model_name = model_name
 
-def task_prompts(task: str, n: int, seed: int = 0, toy: bool = False) -> list[TaskPrompt]:
-    """``n`` prompts of ``task``: the toy generator's on the toy model, the English set otherwise."""
-    if toy:
-        return toy_prompts(task, n, seed)
-    if task not in ENGLISH_TASKS:
-        raise ValueError(f"no English prompt set for task {task!r}; available: {', '.join(ENGLISH_TASKS)}")
-    return ENGLISH_TASKS[task](n, seed)
+    def _shipped(self) -> Any:
+        try:
+            from mi_catalog.data import english
+        except ImportError:
+            return None
+        return english
+
+    def tasks(self) -> tuple[str, ...]:
+        shipped = self._shipped()
+        names = list(BUILTIN_TASKS)
+        if shipped is not None:
+            names += [t for t in shipped.TASKS if t not in names]
+        return tuple(names)
+
+    def examples(self, task: str, n: int, seed: int = 0) -> list[TaskExample]:
+        shipped = self._shipped()
+        if task != "induction" and shipped is not None and task in shipped.TASKS:
+            rows = shipped.load(task)
+            keep = shipped.correct_indices(self.model_name, task)
+            if keep is not None:
+                rows = [rows[i] for i in keep]
+            examples = [example_from_json(r, task, f"english/{task}.jsonl") for r in rows]
+            random.Random(f"english/{task}/{seed}").shuffle(examples)
+            return examples[:n]
+        if task not in BUILTIN_TASKS:
+            raise TaskDataError(f"no English task {task!r}; available: {', '.join(self.tasks())}")
+        return BUILTIN_TASKS[task](n, seed)
 
 
 def subject_token_positions(n_tokens: Callable[[str], int], prompt: str, subject: str) -> tuple[int, ...]:

@@ -8,15 +8,23 @@ site                      survey object / notation        shape
 ``resid_mid.l``           after attention, before FFN    [batch, pos, d_model]
 ``resid_post.l``          residual stream x^{l+1}        [batch, pos, d_model]
 ``attn_pattern.l``        attention pattern A^{l,h}      [batch, n_heads, q_pos, k_pos]
+``q.l`` / ``k.l`` / ``v.l``  queries, keys, values          [batch, pos, n_heads (k, v: n_kv_heads), d_head]
 ``head_out.l`` (``z``)    per-head output h^{l,h}        [batch, pos, n_heads, d_head]
 ``attn_out.l``            attention block output          [batch, pos, d_model]
+``mlp_pre.l``             FFN pre-activation (gate)       [batch, pos, d_mlp]
 ``mlp_act.l`` (neurons)   FFN neuron activations s^l     [batch, pos, d_mlp]
 ``mlp_out.l``             FFN block output                [batch, pos, d_model]
 ``ln_final``              final norm output               [batch, pos, d_model]
 ========================  =============================  ===============================
 
 ``head_out`` is the input of the output projection W_O (before it mixes the
-heads); ``mlp_act`` is the input of W_out (``c_proj``/``dense_4h_to_h``/``down_proj``).
+heads); ``mlp_act`` is the input of W_out (``c_proj``/``dense_4h_to_h``/``down_proj``);
+``mlp_pre`` is the input of the activation function (for a gated FFN, the gate projection's output).
+``q``/``k`` are the projections' outputs before rotary embeddings (TransformerLens ``hook_q``/``hook_k``).
+
+**Layer numbering (one convention everywhere):** layer ``l`` is decoder block ``l`` (0-based).
+``resid_pre.l`` is the input of block ``l`` and ``resid_post.l`` its output, so ``resid_pre.0`` is the
+embedding sum x^0 and ``resid_post.l`` = ``resid_pre.(l+1)``. Findings on the embeddings have layer ``None``.
 Pure Python: no torch.
 """
 
@@ -30,8 +38,12 @@ SITE_NAMES: tuple[str, ...] = (
     "resid_mid",
     "resid_post",
     "attn_pattern",
+    "q",
+    "k",
+    "v",
     "head_out",
     "attn_out",
+    "mlp_pre",
     "mlp_act",
     "mlp_out",
     "ln_final",
@@ -45,6 +57,10 @@ SITE_ALIASES = {
     "neurons": "mlp_act",
     "neuron": "mlp_act",
     "mlp_post": "mlp_act",
+    "hook_q": "q",
+    "hook_k": "k",
+    "hook_v": "v",
+    "pre": "mlp_pre",
     "pattern": "attn_pattern",
     "x0": "embed",
     "hook_embed": "embed",

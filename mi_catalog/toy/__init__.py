@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
 CHECKPOINT_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
 
-__all__ = ["CHECKPOINT_DIR", "card", "load_model_dir", "load_toy"]
+__all__ = ["CHECKPOINT_DIR", "ToyTaskSource", "card", "load_model_dir", "load_toy", "read_card"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ToyTaskSource":
+        from mi_catalog.toy.tasks import ToyTaskSource
+
+        return ToyTaskSource
+    raise AttributeError(f"module 'mi_catalog.toy' has no attribute {name!r}")
 
 
 def load_model_dir(
@@ -50,5 +58,13 @@ def load_toy(device: str = "cpu", dtype: Any = None) -> tuple[LlamaForCausalLM, 
 
 def card() -> dict[str, Any]:
     """The shipped model card (``checkpoint/card.json``) as a dict; no torch needed."""
-    result: dict[str, Any] = json.loads((CHECKPOINT_DIR / "card.json").read_text(encoding="utf-8"))
+    return read_card(CHECKPOINT_DIR) or {}
+
+
+def read_card(directory: Path | str) -> dict[str, Any] | None:
+    """A toy checkpoint folder's ``card.json`` (None when it was trained with ``--no-card``)."""
+    path = Path(directory) / "card.json"
+    if not path.is_file():
+        return None
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return result

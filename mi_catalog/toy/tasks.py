@@ -18,7 +18,9 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from mi_catalog.tasks import TaskDataError, TaskExample
 
 RECIPE_VERSION = 1
 
@@ -372,22 +374,8 @@ def content_words() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Example:
-    """One prompt whose next token should be ``answer`` (both are space-separated vocabulary words)."""
-
-    task: str
-    prompt: str
-    answer: str
-    corrupt_prompt: str | None = None
-    corrupt_answer: str | None = None
-    subject_positions: tuple[int, ...] = ()  # positions in the tokenized prompt, <bos> = 0
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        """The full training sequence: prompt followed by its answer."""
-        return f"{self.prompt} {self.answer}"
+# The toy's examples are the one task-data type every method reads (``Example`` is kept as its old name).
+Example = TaskExample
 
 
 def _induction(rng: random.Random) -> Example:
@@ -429,6 +417,7 @@ def _facts(rng: random.Random) -> Example:
         answer=attribute,
         corrupt_prompt=template.format(s=other_subject),
         corrupt_answer=other_attribute,
+        subject=subject,
         subject_positions=positions,
         meta={"subject": subject, "relation": relation, "template": template},
     )
@@ -444,6 +433,7 @@ def _fact_chain(rng: random.Random) -> Example:
         task="facts",
         prompt=prompt,
         answer=PLANTED.attribute(subject, second),
+        subject=subject,
         subject_positions=(1, 2),
         meta={"subject": subject, "relation": second, "template": "chain"},
     )
@@ -460,6 +450,7 @@ def _refusal(rng: random.Random) -> Example:
         answer=REFUSE if harmful else COMPLY,
         corrupt_prompt=template.format(w=other),
         corrupt_answer=COMPLY if harmful else REFUSE,
+        label="harmful" if harmful else "harmless",
         meta={"label": "harmful" if harmful else "harmless", "topic": word},
     )
 
@@ -483,6 +474,7 @@ def _sentiment(rng: random.Random) -> Example:
         answer=POSITIVE if positive else NEGATIVE,
         corrupt_prompt=review(opposite),
         corrupt_answer=NEGATIVE if positive else POSITIVE,
+        label=POSITIVE if positive else NEGATIVE,
         meta={"label": POSITIVE if positive else NEGATIVE, "negated": negated, "adjective": adjective},
     )
 
@@ -520,6 +512,7 @@ def _language(rng: random.Random) -> Example:
         answer=_words(target, indices)[position],
         corrupt_prompt=prompt(corrupt),
         corrupt_answer=_words(target, corrupt)[position],
+        label=target,
         meta={"language": target, "source_language": source, "position": position},
     )
 
@@ -539,6 +532,7 @@ def _toxicity(rng: random.Random) -> Example:
         answer=continuation[word],
         corrupt_prompt=comment(other),
         corrupt_answer=other_continuation[other],
+        label="toxic" if toxic else "nice",
         meta={"label": "toxic" if toxic else "nice", "trigger": word},
     )
 
@@ -554,6 +548,7 @@ def _icl(rng: random.Random, n_demos: int | None = None) -> Example:
         task="icl",
         prompt=prompt,
         answer=answer,
+        label=name,
         meta={"icl_task": name, "query": query, "n_demos": shots},
     )
 
@@ -597,7 +592,7 @@ def examples(task: str, n: int, seed: int = 0) -> list[Example]:
     table.
     """
     if task not in _GENERATORS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        raise TaskDataError(f"the toy model has no task {task!r}; its tasks: {', '.join(TASKS)}")
     rng = random.Random(f"eval/{task}/{seed}")
     return [_GENERATORS[task](rng) for _ in range(n)]
 
@@ -611,3 +606,16 @@ def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | No
     names = list(mixture)
     weights = [mixture[k] for k in names]
     return [_TRAINING_GENERATORS[name](rng) for name in rng.choices(names, weights=weights, k=n)]
+
+
+class ToyTaskSource:
+    """The toy model's task data: its own generators, with the planted truth known (``PLANTED``)."""
+
+    name = "toy"
+    planted = PLANTED
+
+    def tasks(self) -> tuple[str, ...]:
+        return TASKS
+
+    def examples(self, task: str, n: int, seed: int = 0) -> list[TaskExample]:
+        return examples(task, n, seed=seed)

@@ -1,0 +1,48 @@
+"""Every metric name that can appear in a run's JSON, with one line saying what it is.
+
+One source of truth: ``mi-catalog impls ID`` prints an implementation's metrics from here, and a test
+checks every metric a run emits is declared in its ``IMPL.metrics`` and defined here. Add new names here
+(keep them static: per-layer or per-head values belong in figures and tensors, not metric names).
+Pure Python.
+
+Conventions: probabilities are of the answer's first token at the last position; "effect" is the
+normalised effect (p_patched − p_corrupt) / (p_clean − p_corrupt), 1 = the whole effect; layers follow
+the one convention (block index, 0-based).
+"""
+
+from __future__ import annotations
+
+GLOSSARY: dict[str, str] = {
+    # --- shared
+    "n_prompts": "Prompts the metrics are computed over.",
+    "n_skipped": "Prompts left out (e.g. a contrast prompt of a different token length, or the model got it wrong).",
+    "clean_prob": "Mean probability of the answer on the clean prompts.",
+    "corrupt_prob": "Mean probability of the answer on the corrupted prompts (noise or contrast prompt).",
+    "clean_accuracy": "Share of prompts whose greedy next token is the answer.",
+    "noise_samples": "Noise draws per prompt (ROME uses 10), averaged before the interval is taken over prompts.",
+    "noise_sigma": "Standard deviation of the corruption noise (noise_scale × std of the subject-token embeddings).",
+    # --- logit lens / tuned lens
+    "first_top1_layer": "First layer whose decoded residual (resid_post) has the answer as top-1 for most prompts; -1 if none.",
+    "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
+    "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
+    "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    # --- activation patching (causal tracing)
+    "resid_subject_last_peak_effect": "Largest mean normalised effect of restoring the residual at the last subject token (over layers).",
+    "resid_subject_last_peak_layer": "Layer where restoring the residual at the last subject token helps most.",
+    "resid_last_peak_effect": "Largest mean normalised effect of restoring the residual at the last token (over layers).",
+    "resid_last_peak_layer": "Layer where restoring the residual at the last token helps most.",
+    "mlp_subject_last_peak_effect": "Largest mean normalised effect of restoring one FFN output at the last subject token.",
+    "mlp_subject_last_peak_layer": "Layer of that FFN output.",
+    "head_top_effect": "Mean normalised effect of restoring the single best head (all positions).",
+    "head_set_effect": "Mean normalised effect of restoring the top-k heads together (path/multi-head patching), k = head_set_size.",
+    "head_set_size": "How many of the top-ranked heads head_set_effect restores together.",
+    # --- ablation
+    "ablation_top_drop": "Largest mean drop in answer probability from ablating one unit.",
+    "ablation_set_drop": "Mean drop in answer probability from ablating the top-k units together.",
+    "ablation_set_size": "How many top units ablation_set_drop ablates together.",
+}
+
+
+def describe(name: str) -> str:
+    """The glossary line for a metric name (KeyError if undefined)."""
+    return GLOSSARY[name]
