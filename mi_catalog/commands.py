@@ -1,4 +1,4 @@
-"""Catalog-side commands: query, show, facets, validate, index, import-awesome.
+"""Catalog-side commands: query, show, facets, validate, stats, index, import-awesome.
 
 Each handler calls one library function and formats its result. Exit codes:
 0 ok, 1 validation problems, 2 bad input (unknown value, malformed query,
@@ -158,6 +158,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from mi_catalog.stats import catalog_stats, format_table
+
+    stats = catalog_stats(_catalog_dir(args))
+    _emit(json.dumps(stats.to_dict(), indent=2) if args.format == "json" else format_table(stats))
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from mi_catalog.index import ensure_index
 
@@ -241,6 +249,11 @@ def register(subparsers: Any) -> None:
     v.add_argument("--format", choices=("text", "json"), default="text")
     add_catalog_option(v)
     v.set_defaults(func=cmd_validate)
+
+    st = subparsers.add_parser("stats", help="coverage of every entry field and of the review against the papers")
+    st.add_argument("--format", choices=("table", "json"), default="table")
+    add_catalog_option(st)
+    st.set_defaults(func=cmd_stats)
 
     i = subparsers.add_parser("index", help="build the search index (automatic on query when the catalog changed)")
     i.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")

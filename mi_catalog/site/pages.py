@@ -18,6 +18,7 @@ from mi_catalog import vocab
 from mi_catalog.impl_info import ImplInfo
 from mi_catalog.schema import Entry
 from mi_catalog.site.text import bibtex_entry, html_text, md_text, yaml_string
+from mi_catalog.stats import compute_stats, format_markdown
 
 SURVEY_URL = "https://arxiv.org/abs/2601.14004"
 
@@ -174,7 +175,13 @@ mi-catalog run logit-lens
 
 Available implementations:
 
-{runnable_list(entries, impls or {}, path)}"""
+{runnable_list(entries, impls or {}, path)}
+## Coverage
+
+How complete the catalog is and how much of it was checked against the papers themselves
+(the same figures as `mi-catalog stats`):
+
+{format_markdown(compute_stats(entries))}"""
     return Page(path, body)
 
 
