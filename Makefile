@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-fast lint typecheck check bench bench-catalog site serve validate index clean
+.PHONY: help setup model demo test test-fast lint typecheck check bench bench-catalog site serve validate index clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -24,9 +24,12 @@ demo: setup  ## the main job: a faceted query, then a reference implementation o
 	$(BIN)/mi-catalog query --object head --method probe
 	$(BIN)/mi-catalog run logit-lens --out runs/logit-lens
 
-test: setup  ## the whole test suite (installs Debian's chromium for the browser tests when it can)
+test: setup model  ## the whole test suite, real-model tests included (installs Debian's chromium for the browser tests when it can)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
+
+model: setup  ## fetch SmolLM2-135M-Instruct (dequantised Q4_1) into the model cache once; instant when cached
+	$(BIN)/mi-catalog models get smollm2-135m
 
 test-fast: setup  ## tests without the browser and the slow model tests
 	$(BIN)/pytest -q -m "not browser and not slow"

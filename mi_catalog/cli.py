@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "mi_catalog.commands",
     "mi_catalog.cli_run",
     "mi_catalog.toy.cli",
+    "mi_catalog.models.cli",
     "mi_catalog.site",
 )
 
