@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mi_catalog.paths import resolve_catalog_dir
-from mi_catalog.query import QueryResult, build_query
+from mi_catalog.query import QueryParams, QueryResult
 
 if TYPE_CHECKING:
-    from mi_catalog.index import IndexInfo, IndexSearcher
+    from mi_catalog.index import IndexInfo
     from mi_catalog.load import Problem
     from mi_catalog.schema import Entry
+    from mi_catalog.search import IndexSearcher
 
 
 class Catalog:
@@ -71,16 +71,17 @@ class Catalog:
     def index(self, rebuild: bool = False) -> IndexInfo:
         from mi_catalog.index import ensure_index
 
-        return ensure_index(self.path, rebuild=rebuild, quiet=True)
+        return ensure_index(self.path, rebuild=rebuild)
 
     def _open(self) -> IndexSearcher:
-        from mi_catalog.index import IndexSearcher, ensure_index
+        from mi_catalog.index import ensure_index
+        from mi_catalog.search import IndexSearcher
 
         now = time.monotonic()
         if self._searcher is not None and now - self._checked_at < self.recheck_seconds:
             return self._searcher
         self._checked_at = now
-        info = ensure_index(self.path, quiet=True)
+        info = ensure_index(self.path)
         if self._searcher is None or self._searcher_hash != info.content_hash:
             if self._searcher is not None:
                 self._searcher.close()
@@ -88,38 +89,19 @@ class Catalog:
             self._searcher_hash = info.content_hash
         return self._searcher
 
-    def query(
-        self,
-        text: str | None = None,
-        *,
-        object: Iterable[str] = (),
-        method: Iterable[str] = (),
-        steer: Iterable[str] = (),
-        application: Iterable[str] = (),
-        venue: Iterable[str] = (),
-        year: Iterable[Any] = (),
-        since: int | None = None,
-        until: int | None = None,
-        has_impl: bool = False,
-        sort: str | None = None,
-        limit: int | None = None,
-    ) -> QueryResult:
-        """Faceted search: OR within a facet, AND across facets, BM25 free text. Aliases accepted."""
-        q = build_query(
-            text,
-            object=_as_list(object),
-            method=_as_list(method),
-            steer=_as_list(steer),
-            application=_as_list(application),
-            venue=_as_list(venue),
-            year=_as_list(year),
-            since=since,
-            until=until,
-            has_impl=has_impl,
-            sort=sort,
-            limit=limit,
-        )
-        return self._open().search(q)
+    def query(self, text: str | None = None, **params: Any) -> QueryResult:
+        """Faceted search: OR within a facet, AND across facets, BM25 free text. Aliases accepted.
+
+        ``params`` are the fields of :class:`~mi_catalog.query.QueryParams` (the CLI's flags):
+        ``object``, ``method``, ``steer``, ``application``, ``venue``, ``year``, ``source`` (one
+        value or a list), ``since``, ``until``, ``has_impl``, ``sort``, ``limit``. Raises
+        :class:`~mi_catalog.errors.QueryError` on an unknown value or a malformed query.
+        """
+        return self.search(QueryParams.of(text, **params))
+
+    def search(self, params: QueryParams) -> QueryResult:
+        """Run a :class:`~mi_catalog.query.QueryParams` (what :meth:`query` builds from keywords)."""
+        return self._open().search(params.resolve())
 
     def facets(self) -> dict[str, dict[str, int]]:
         """Counts per facet value over the whole catalog."""
@@ -129,10 +111,3 @@ class Catalog:
         if self._searcher is not None:
             self._searcher.close()
             self._searcher = None
-
-
-def _as_list(values: Iterable[Any] | str | int) -> list[Any]:
-    # Accept a single value as well as a list: Catalog().query(object="head").
-    if isinstance(values, (str, int)):
-        return [values]
-    return list(values)

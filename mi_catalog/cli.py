@@ -1,8 +1,9 @@
 """The `mi-catalog` command: a thin layer over the library.
 
 Each command parses its flags, calls one library function, and prints the
-result; library errors become a one-line message and an exit code
-(1 = validation found problems, 2 = bad input or usage). Command groups that
+result; library errors (:mod:`mi_catalog.errors`) become a one-line message
+and an exit code (1 = validation found problems, 2 = bad input or usage), and
+so do argparse's usage errors. Command groups that
 need heavy dependencies (``run``, ``toy``, ``site``) register themselves from
 their own modules, which import torch/transformers/mkdocs only inside their
 handlers.
@@ -14,14 +15,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from mi_catalog import vocab
-from mi_catalog.errors import CliError
+from mi_catalog import __version__, vocab
+from mi_catalog.errors import CliError, MiCatalogError, exit_code
 
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that add sub-commands: each exposes ``register(subparsers)``. Their
-# module-level imports must stay light (checked by tests/test_light_imports.py).
+# module-level imports must stay light (checked by tests/catalog/test_index.py).
 COMMAND_MODULES = (
     "mi_catalog.commands",
     "mi_catalog.cli_run",
@@ -40,14 +42,22 @@ def add_catalog_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where to read more), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mi-catalog",
         description="Search and run the catalog of actionable mechanistic interpretability.",
         epilog=f"facets: {', '.join(f.name for f in vocab.FACETS)} — see `mi-catalog facets`.",
     )
+    parser.add_argument("--version", action="version", version=f"mi-catalog {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -62,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.func
     try:
         return handler(args)
-    except CliError as err:
+    except (CliError, MiCatalogError) as err:
         print(f"mi-catalog: error: {err}", file=sys.stderr)
-        return err.code
+        return exit_code(err)
     except KeyboardInterrupt:
         print("mi-catalog: interrupted", file=sys.stderr)
         return 130

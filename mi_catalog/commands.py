@@ -15,9 +15,10 @@ from typing import Any
 
 from mi_catalog import vocab
 from mi_catalog.errors import CliError
+from mi_catalog.facets import FACETS_BY_NAME
 from mi_catalog.formats import FORMATS
 from mi_catalog.paths import resolve_catalog_dir
-from mi_catalog.query import SORTS
+from mi_catalog.query import QueryParams
 
 
 def _catalog_dir(args: argparse.Namespace) -> Path:
@@ -34,35 +35,37 @@ def _emit(text: str) -> None:
 # ---------------------------------------------------------------- query
 
 
+def _open_searcher(args: argparse.Namespace) -> Any:
+    """The searcher for the command's catalog; invalid files left out of a fresh build are a warning."""
+    from mi_catalog.search import open_searcher
+
+    searcher, info = open_searcher(_catalog_dir(args))
+    _warn_invalid(info)
+    return searcher
+
+
+def _warn_invalid(info: Any) -> None:
+    if info.rebuilt and info.invalid_files:
+        shown = ", ".join(info.invalid_files[:3]) + (", ..." if len(info.invalid_files) > 3 else "")
+        print(
+            f"mi-catalog: warning: {len(info.invalid_files)} invalid catalog file(s) left out of the index"
+            f" ({shown}); run `mi-catalog validate`",
+            file=sys.stderr,
+        )
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from mi_catalog.formats import render_result
-    from mi_catalog.index import open_searcher
-    from mi_catalog.query import build_query
 
-    q = build_query(
-        " ".join(args.text) if args.text else None,
-        object=args.object,
-        method=args.method,
-        steer=args.steer,
-        application=args.application,
-        venue=args.venue,
-        year=args.year,
-        since=args.since,
-        until=args.until,
-        has_impl=args.has_impl,
-        sort=args.sort,
-        limit=args.limit,
-    )
-    searcher = open_searcher(_catalog_dir(args))
-    _emit(render_result(searcher.search(q), args.format))
+    query = params_from_args(args).resolve()  # bad input fails before the index is opened
+    _emit(render_result(_open_searcher(args).search(query), args.format))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from mi_catalog.formats import bibtex, render_yaml
-    from mi_catalog.index import open_searcher
 
-    searcher = open_searcher(_catalog_dir(args))
+    searcher = _open_searcher(args)
     record = searcher.get(args.id)
     if record is None:
         import difflib
@@ -85,28 +88,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _render_entry(entry: dict[str, Any]) -> str:
     tags = entry["tags"]
     venue = entry["venue"] + (f" ({entry['venue_detail']})" if entry.get("venue_detail") else "")
-    lines = [
-        entry["title"],
-        "=" * min(len(entry["title"]), 100),
-        f"id:       {entry['id']}",
-        f"year:     {entry['year']}",
-    ]
-    lines.append(f"venue:    {venue}")
+    prov = entry["provenance"]
+    fields: list[tuple[str, str]] = [("id", entry["id"]), ("year", str(entry["year"])), ("venue", venue)]
     if entry.get("authors"):
-        lines.append(f"authors:  {', '.join(entry['authors'])}")
-    for key, value in entry["links"].items():
-        if value:
-            lines.append(f"{key + ':':9} {value}")
-    for facet in vocab.FACETS:
-        lines.append(f"{facet.name + ':':9} {', '.join(tags[facet.field]) or '-'}")
-    lines.append(f"impls:    {', '.join(entry['impls']) or '-'}")
+        fields.append(("authors", ", ".join(entry["authors"])))
+    fields += [(key, str(value)) for key, value in entry["links"].items() if value]
+    fields += [(facet.name, ", ".join(tags[facet.field]) or "-") for facet in vocab.FACETS]
+    fields.append(("impls", ", ".join(entry["impls"]) or "-"))
+    sections = f" (sections: {', '.join(prov['sections'])})" if prov.get("sections") else ""
+    source = f"{vocab.source_of(prov['source'])}: {prov['source']}{sections}"
+    width = max(len(label) for label, _ in [*fields, ("source", "")]) + 2
+    lines = [entry["title"], "=" * min(len(entry["title"]), 100)]
+    lines += [f"{label + ':':{width}}{value}" for label, value in fields]
     if entry.get("summary"):
         lines += ["", entry["summary"]]
-    prov = entry["provenance"]
-    lines += [
-        "",
-        f"source:   {prov['source']}" + (f" (sections: {', '.join(prov['sections'])})" if prov["sections"] else ""),
-    ]
+    lines += ["", f"{'source:':{width}}{source}"]
     if entry.get("notes"):
         lines += ["notes:"] + [f"  - {n}" for n in entry["notes"]]
     return "\n".join(lines)
@@ -114,10 +110,8 @@ def _render_entry(entry: dict[str, Any]) -> str:
 
 def cmd_facets(args: argparse.Namespace) -> int:
     from mi_catalog.formats import render_vocab_counts
-    from mi_catalog.index import open_searcher
-    from mi_catalog.query import build_query
 
-    counts = open_searcher(_catalog_dir(args)).search(build_query(limit=0)).facets
+    counts = _open_searcher(args).search(QueryParams(limit=0).resolve()).facets
     if args.format == "json":
         _emit(json.dumps({k: dict(v) for k, v in counts.items()}, indent=2))
     else:
@@ -133,6 +127,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mi_catalog.validate import validate_catalog
 
     catalog_dir = _catalog_dir(args)
+    if not catalog_files(catalog_dir):
+        raise CliError(f"nothing to validate: no catalog entry files (*.yaml) in {catalog_dir}")
     found = validate_catalog(catalog_dir)
     problems = [p for p in found if p.severity == "error"]
     warnings = [p for p in found if p.severity != "error"]
@@ -170,6 +166,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from mi_catalog.index import ensure_index
 
     info = ensure_index(_catalog_dir(args), rebuild=args.rebuild)
+    _warn_invalid(info)
     state = "rebuilt" if info.rebuilt else "up to date"
     print(f"index {state}: {info.entries} entries, content {info.content_hash[:12]}, at {info.path}")
     return 0
@@ -198,24 +195,37 @@ def cmd_import_awesome(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- registration
 
 
-def _add_query_flags(p: argparse.ArgumentParser) -> None:
-    for facet in vocab.FACETS:
-        p.add_argument(
-            f"--{facet.name}",
-            action="append",
-            default=[],
-            metavar="V",
-            help=f"{facet.label} (repeat for OR): {', '.join(facet.ids)}"
-            + (f"; or a group: {', '.join(g.id for g in facet.groups)}" if facet.groups else "")
-            + "; aliases accepted",
-        )
-    p.add_argument("--venue", action="append", default=[], metavar="V", help="venue (repeat for OR), e.g. ICLR, arXiv")
-    p.add_argument("--year", action="append", default=[], metavar="Y", help="publication year (repeat for OR)")
-    p.add_argument("--since", metavar="Y", help="published in or after year Y")
-    p.add_argument("--until", metavar="Y", help="published in or before year Y")
-    p.add_argument("--has-impl", action="store_true", help="only papers with a reference implementation")
-    p.add_argument("--sort", choices=SORTS, help="default: relevance with text, else year (newest first)")
-    p.add_argument("--limit", type=int, metavar="N", help="show at most N results (counts cover all matches)")
+def add_query_arguments(p: argparse.ArgumentParser) -> None:
+    """The query flags, generated from :class:`~mi_catalog.query.QueryParams` (one definition)."""
+    from dataclasses import fields
+
+    for f in fields(QueryParams):
+        meta = f.metadata
+        if f.name == "text":
+            p.add_argument("text", nargs="*", help=meta["help"])
+        elif meta.get("facet"):
+            p.add_argument(f"--{f.name}", action="append", default=[], metavar="V", help=FACETS_BY_NAME[f.name].help)
+        elif f.type in (bool, "bool"):
+            p.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", help=meta["help"])
+        else:
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                choices=meta.get("choices"),
+                metavar=meta.get("metavar"),
+                help=meta["help"],
+            )
+
+
+def params_from_args(args: argparse.Namespace) -> QueryParams:
+    """The parsed flags as a :class:`~mi_catalog.query.QueryParams`."""
+    from dataclasses import fields
+
+    values = {f.name: getattr(args, f.name) for f in fields(QueryParams)}
+    values["text"] = " ".join(args.text) if args.text else None
+    for f in fields(QueryParams):
+        if f.metadata.get("facet"):
+            values[f.name] = tuple(values[f.name])
+    return QueryParams(**values)
 
 
 def register(subparsers: Any) -> None:
@@ -226,8 +236,7 @@ def register(subparsers: Any) -> None:
         help="faceted search: OR within a facet, AND across facets, plus free text",
         description="Search the catalog. Example: mi-catalog query --object head --method probe",
     )
-    q.add_argument("text", nargs="*", help="free text over title, summary and authors (BM25; every word must match)")
-    _add_query_flags(q)
+    add_query_arguments(q)
     q.add_argument("--format", choices=FORMATS, default="table")
     add_catalog_option(q)
     q.set_defaults(func=cmd_query)

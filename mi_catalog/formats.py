@@ -37,7 +37,8 @@ def render_result(result: QueryResult, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
     if fmt == "table":
-        return render_table(records, result.total) + "\n\n" + render_facet_counts(result.facets)
+        counts = render_facet_counts(result.facets)
+        return render_table(records, result.total) + (f"\n\n{counts}" if counts else "")
     return render_records(records, fmt)
 
 
@@ -88,54 +89,119 @@ def render_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip("\n")
 
 
-def _short(values: Sequence[str]) -> str:
-    return ", ".join(values) if values else "-"
+TABLE_HEADER = ("id", "year", "venue", "object", "method", "steer", "title")
+_GAP = "  "
 
 
-def render_table(records: Sequence[Mapping[str, Any]], total: int) -> str:
-    width = shutil.get_terminal_size((140, 24)).columns
-    header = ("id", "year", "venue", "object", "method", "steer", "title")
-    rows = [
-        (
-            r["id"],
-            str(r["year"]),
-            r["venue"],
-            _short(r["objects"]),
-            _short(r["methods"]),
-            _short(r["steering"]),
-            r["title"],
-        )
-        for r in records
-    ]
-    caps = (38, 4, 18, 30, 30, 26, 200)
-    widths = [min(cap, max([len(h)] + [len(row[i]) for row in rows])) for i, (h, cap) in enumerate(zip(header, caps, strict=True))]
-    fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
-    widths[-1] = max(20, min(widths[-1], width - fixed))
+def terminal_width() -> int:
+    """``$COLUMNS``, else the terminal's width, else 120 (output piped to a file)."""
+    return shutil.get_terminal_size((120, 24)).columns
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(_clip(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    out = [line(header), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in rows)
+def render_table(records: Sequence[Mapping[str, Any]], total: int, width: int | None = None) -> str:
+    """Results that fit ``width`` columns: a table whose titles and tag lists wrap when it fits,
+    else one block per paper. Ids are never cut (``show`` takes them as printed)."""
+    width = width or terminal_width()
     shown = f"{len(records)} of {total}" if len(records) < total else f"{total}"
-    out.append(f"\n{shown} paper{'s' if total != 1 else ''}")
-    return "\n".join(out)
+    footer = f"{shown} paper{'s' if total != 1 else ''}"
+    if not records:
+        return footer
+    rows = [
+        (r["id"], str(r["year"]), r["venue"], r["objects"], r["methods"], r["steering"], r["title"]) for r in records
+    ]
+    table = _fit_table(rows, width)
+    return "\n".join([*(table if table is not None else _blocks(rows, width)), "", footer])
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+def _cell_words(cell: Any) -> list[str]:
+    # Tag lists wrap between values, other text between words.
+    if isinstance(cell, (list, tuple)):
+        return [f"{v}," for v in cell[:-1]] + list(cell[-1:]) if cell else ["-"]
+    return str(cell).split() or ["-"]
 
 
-def render_facet_counts(facets: Mapping[str, Mapping[str, int]]) -> str:
-    """Datasette-style facet counts for the current result set, one line per facet."""
-    lines = ["facets:"]
+def _wrap(words: list[str], width: int) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    return [*lines, current] if current else lines or [""]
+
+
+def _fit_table(rows: list[tuple[Any, ...]], width: int) -> list[str] | None:
+    cells = [[_cell_words(c) for c in row] for row in rows]
+    n = len(TABLE_HEADER)
+    natural = [max([len(TABLE_HEADER[i])] + [len(" ".join(r[i])) for r in cells]) for i in range(n)]
+    # Narrowest a column may get: ids and years never wrap; the rest wrap down to their longest word.
+    floor = [natural[0], natural[1]] + [
+        max([len(TABLE_HEADER[i])] + [len(w) for r in cells for w in r[i]]) for i in range(2, n)
+    ]
+    floor[-1] = max(floor[-1], min(natural[-1], 20))
+    budget = width - len(_GAP) * (n - 1)
+    if sum(floor) > budget:
+        return None
+    widths = list(floor)
+    # Spare room: the title up to 50 characters, then the venue and tag columns up to their
+    # natural width (so they need not wrap), then the rest of the title.
+    widths[-1] = min(max(floor[-1], min(natural[-1], 50)), floor[-1] + budget - sum(floor))
+    for i in (2, 3, 4, 5, 6):
+        widths[i] = min(natural[i], widths[i] + budget - sum(widths))
+    out = [_line(TABLE_HEADER, widths), _line(["-" * w for w in widths], widths)]
+    for row in cells:
+        wrapped = [_wrap(words, w) for words, w in zip(row, widths, strict=True)]
+        for k in range(max(len(c) for c in wrapped)):
+            out.append(_line([c[k] if k < len(c) else "" for c in wrapped], widths))
+    return out
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return _GAP.join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _blocks(rows: list[tuple[Any, ...]], width: int) -> list[str]:
+    """Too narrow for the table: the id with year and venue, then the wrapped title and tags, indented."""
+    out: list[str] = []
+    inner = max(20, width - 4)
+    for entry_id, year, venue, objects, methods, steering, title in rows:
+        head = f"{entry_id}  {year}  {venue}"
+        out.append(head if len(head) <= width else entry_id)
+        if len(head) > width:
+            out.extend("    " + line for line in _wrap(f"{year} {venue}".split(), inner))
+        out.extend("    " + line for line in _wrap(title.split(), inner))
+        words: list[str] = []
+        for name, values in (("object", objects), ("method", methods), ("steer", steering)):
+            parts = _cell_words(values)
+            words += [f"{name}: {parts[0]}", *parts[1:]]
+            words[-1] += ";"
+        words[-1] = words[-1].rstrip(";")
+        out.extend("    " + line for line in _wrap(words, inner))
+    return out
+
+
+def render_facet_counts(facets: Mapping[str, Mapping[str, int]], width: int | None = None) -> str:
+    """Datasette-style facet counts for the current result set, wrapped to the width ("" when no results)."""
+    width = width or terminal_width()
+    lines: list[str] = []
     for name, counts in facets.items():
         if not counts:
             continue
         shown = list(counts.items())[:12]
-        more = f" … +{len(counts) - len(shown)}" if len(counts) > len(shown) else ""
-        lines.append(f"  {name + ':':13}" + "  ".join(f"{v} ({c})" for v, c in shown) + more)
-    return "\n".join(lines)
+        parts = [f"{v} ({c})" for v, c in shown]
+        if len(counts) > len(shown):
+            parts.append(f"… +{len(counts) - len(shown)}")
+        label = f"  {name + ':':13}"
+        current = label
+        for part in parts:
+            if current.strip() != label.strip() and len(current) + 2 + len(part) > width:
+                lines.append(current.rstrip())
+                current = " " * len(label)
+            current += part + "  "
+        lines.append(current.rstrip())
+    return "\n".join(["facets:", *lines]) if lines else ""
 
 
 def render_vocab_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
@@ -157,7 +223,12 @@ def render_vocab_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
 # ---------------------------------------------------------------- BibTeX
 
 
-_BIB_TYPES = {"conference": "inproceedings", "findings": "inproceedings", "workshop": "inproceedings", "journal": "article"}
+_BIB_TYPES = {
+    "conference": "inproceedings",
+    "findings": "inproceedings",
+    "workshop": "inproceedings",
+    "journal": "article",
+}
 _BIB_ESCAPES = {ord(c): "\\" + c for c in "&%$#_{}"} | {
     ord("~"): r"\textasciitilde{}",
     ord("^"): r"\^{}",

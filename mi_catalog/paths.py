@@ -47,7 +47,9 @@ def index_dir_for(catalog_dir: Path) -> Path:
 
 def _entry_dirents(catalog_dir: Path) -> list[os.DirEntry[str]]:
     if not catalog_dir.is_dir():
-        raise FileNotFoundError(f"catalog folder not found: {catalog_dir} (set --catalog DIR or {CATALOG_ENV})")
+        from mi_catalog.errors import CatalogNotFoundError
+
+        raise CatalogNotFoundError(f"catalog folder not found: {catalog_dir} (check --catalog DIR or ${CATALOG_ENV})")
     with os.scandir(catalog_dir) as it:
         found = [d for d in it if d.name.endswith((".yaml", ".yml")) and not d.name.startswith(".") and d.is_file()]
     return sorted(found, key=lambda d: d.name)

@@ -8,16 +8,19 @@ here, so an unknown value fails before any index is opened.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mi_catalog import vocab
+from mi_catalog import textquery
 from mi_catalog.errors import QueryError
+from mi_catalog.facets import FACET_NAMES, FACET_TABLE, FacetKind, parse_year
 
 SORTS = ("relevance", "year", "title")
-TEXT_FIELDS = ("title", "summary", "authors")
+_TEXT_HELP = (
+    "free text over title, summary and authors (every word must match): "
+    '"a phrase", a OR b, NOT a, prefix*, title:word, (groups)'
+)
 # Tokenizer shared with the site: whole words, dots inside numbers/abbreviations kept ("2.1").
 TOKEN_PATTERN = r"\w+(?:\.?\w+)*"
 TOKEN_MIN_LENGTH = 2
@@ -36,39 +39,84 @@ def text_analyzer() -> Any:
 
 _ANALYZER: Any = None
 
-# Facets reported with counts, in display order: the four vocabulary facets, then venue and year.
-COUNT_FACETS = (*(f.name for f in vocab.FACETS), "venue", "year")
-
 
 @dataclass(frozen=True)
-class Query:
-    """A resolved query: canonical ids only."""
+class QueryParams:
+    """What a user asks, as typed: the one definition of the query parameters.
 
-    text: str = ""
-    facets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # facet name → canonical ids (OR)
-    venues: tuple[str, ...] = ()
-    years: tuple[int, ...] = ()
-    since: int | None = None
-    until: int | None = None
-    has_impl: bool = False
-    sort: str = "relevance"
-    limit: int | None = None
+    The Python API takes these as keyword arguments, the CLI's flags are generated from
+    these fields (:func:`add_query_arguments`), and the explore page keeps the facet and
+    text parameters in its URL under the same names (``?object=head&q=refusal``).
+    Facet fields take values in any accepted spelling (aliases, groups, comma lists);
+    :meth:`resolve` turns them into a :class:`Query` of canonical ids or raises QueryError.
+    """
 
-    @property
-    def is_filter_only(self) -> bool:
-        return not self.text.strip()
+    text: str | None = field(default=None, metadata={"url": "q", "help": _TEXT_HELP})
+    object: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    method: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    steer: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    application: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    venue: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    year: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    source: tuple[str, ...] = field(default=(), metadata={"facet": True})
+    since: int | str | None = field(default=None, metadata={"metavar": "Y", "help": "published in or after year Y"})
+    until: int | str | None = field(default=None, metadata={"metavar": "Y", "help": "published in or before year Y"})
+    has_impl: bool = field(default=False, metadata={"help": "only papers with a reference implementation"})
+    sort: str | None = field(
+        default=None, metadata={"choices": SORTS, "help": "default: relevance with text, else year (newest first)"}
+    )
+    limit: int | None = field(
+        default=None, metadata={"metavar": "N", "help": "show at most N results (counts cover all matches)"}
+    )
+
+    @classmethod
+    def of(cls, text: str | None = None, **kwargs: Any) -> QueryParams:
+        """From keyword arguments as the API takes them: a facet takes one value or a list of them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown query parameter(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+        for name in FACET_NAMES:
+            if name in kwargs:
+                kwargs[name] = _as_tuple(kwargs[name])
+        return cls(text=text, **kwargs)
+
+    def resolve(self) -> Query:
+        """Canonical ids for every value; QueryError (one line, with a suggestion) on bad input."""
+        text = (self.text or "").strip()
+        if text:
+            parse_text(text)  # a malformed query fails here, before any index is opened
+        filters = {}
+        for kind in FACET_TABLE:
+            values = _resolve_facet(kind, getattr(self, kind.name))
+            if values:
+                filters[kind.name] = values
+        sort = self.sort if self.sort is not None else ("relevance" if text else "year")
+        if sort not in SORTS:
+            raise QueryError(f"unknown sort {sort!r} (valid: {', '.join(SORTS)})")
+        limit = self.limit
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                try:
+                    limit = int(str(limit))
+                except ValueError:
+                    raise QueryError(f"--limit takes a whole number, got {limit!r}") from None
+            if limit < 0:
+                raise QueryError("--limit must be 0 or more")
+        since = parse_year(self.since, "--since") if self.since is not None else None
+        until = parse_year(self.until, "--until") if self.until is not None else None
+        if since is not None and until is not None and since > until:
+            raise QueryError(f"--since {since} is after --until {until}")
+        return Query(text, filters, since, until, bool(self.has_impl), sort, limit)
 
 
-def _resolve_all(facet: vocab.Facet, values: Iterable[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for value in values:
-        for part in _split_commas(value):
-            try:
-                ids = facet.resolve(part)
-            except vocab.UnknownValueError as err:
-                raise QueryError(str(err)) from None
-            out.extend(i for i in ids if i not in out)
-    return tuple(out)
+def _as_tuple(values: Any) -> tuple[str, ...]:
+    # Catalog().query(object="head") and object=["head", "ffn"] alike; years may be ints.
+    if values is None:
+        return ()
+    if isinstance(values, (str, int)):
+        return (str(values),)
+    return tuple(str(v) for v in values)
 
 
 def _split_commas(value: str) -> list[str]:
@@ -76,94 +124,39 @@ def _split_commas(value: str) -> list[str]:
     return [p for p in (s.strip() for s in value.split(",")) if p]
 
 
-def _resolve_venues(values: Iterable[str]) -> tuple[str, ...]:
+def _resolve_facet(kind: FacetKind, values: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for value in values:
-        for part in _split_commas(value):
-            try:
-                venue = vocab.resolve_venue(part)
-            except ValueError as err:
-                raise QueryError(f"{err} (valid: {', '.join(vocab.VENUE_IDS)})") from None
-            if venue not in out:
-                out.append(venue)
+        for part in _split_commas(str(value)):
+            out.extend(v for v in kind.resolve(part) if v not in out)
     return tuple(out)
 
 
-def _year(value: Any, flag: str) -> int:
-    try:
-        year = int(value)
-    except (TypeError, ValueError):
-        raise QueryError(f"{flag} takes a year like 2024, got {value!r}") from None
-    if not 1900 <= year <= 2100:
-        raise QueryError(f"{flag} {year} is not a plausible year")
-    return year
+@dataclass(frozen=True)
+class Query:
+    """A resolved query: canonical ids only (see :meth:`QueryParams.resolve`)."""
+
+    text: str = ""
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # facet name → canonical values (OR)
+    since: int | None = None
+    until: int | None = None
+    has_impl: bool = False
+    sort: str = "relevance"
+    limit: int | None = None
 
 
-def check_text_syntax(text: str) -> None:
-    """Reject free text the parser would silently misread: unbalanced quotes or
-    parentheses, unknown field prefixes, dangling boolean operators."""
-    if text.count('"') % 2:
-        raise QueryError(f"malformed query {text!r}: unbalanced double quote")
-    depth = 0
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if depth < 0:
-            break
-    if depth != 0:
-        raise QueryError(f"malformed query {text!r}: unbalanced parentheses")
-    for name in re.findall(r"(?<![\w\"])(\w+):(?=\S)", text):
-        if name not in TEXT_FIELDS:
-            raise QueryError(
-                f"malformed query {text!r}: unknown field {name!r} (searchable fields: {', '.join(TEXT_FIELDS)};"
-                " use --object/--method/... for facets)"
-            )
-    words = text.split()
-    if words and (words[0] in ("AND", "OR") or words[-1] in ("AND", "OR", "NOT")):
-        raise QueryError(f"malformed query {text!r}: a boolean operator needs words on both sides")
+def parse_text(text: str) -> textquery.Node | None:
+    """The free-text query tree (see :mod:`mi_catalog.textquery`), analyzed like the index."""
+
+    def analyze(word: str) -> list[str]:
+        return [t.text for t in text_analyzer()(word)]
+
+    return textquery.parse(text, analyze)
 
 
-def build_query(
-    text: str | None = None,
-    *,
-    object: Iterable[str] = (),
-    method: Iterable[str] = (),
-    steer: Iterable[str] = (),
-    application: Iterable[str] = (),
-    venue: Iterable[str] = (),
-    year: Iterable[Any] = (),
-    since: Any = None,
-    until: Any = None,
-    has_impl: bool = False,
-    sort: str | None = None,
-    limit: int | None = None,
-) -> Query:
-    """Resolve user input (aliases, strings) into a :class:`Query`; raise :class:`QueryError` on bad input."""
-    text = (text or "").strip()
-    if text:
-        check_text_syntax(text)
-    raw = {"object": object, "method": method, "steer": steer, "application": application}
-    facets = {name: _resolve_all(vocab.FACETS_BY_NAME[name], values) for name, values in raw.items()}
-    if sort is None:
-        sort = "relevance" if text else "year"
-    if sort not in SORTS:
-        raise QueryError(f"unknown sort {sort!r} (valid: {', '.join(SORTS)})")
-    if limit is not None and limit < 0:
-        raise QueryError("--limit must be 0 or more")
-    since_y = _year(since, "--since") if since is not None else None
-    until_y = _year(until, "--until") if until is not None else None
-    if since_y is not None and until_y is not None and since_y > until_y:
-        raise QueryError(f"--since {since_y} is after --until {until_y}")
-    return Query(
-        text=text,
-        facets={k: v for k, v in facets.items() if v},
-        venues=_resolve_venues(venue),
-        years=tuple(dict.fromkeys(_year(y, "--year") for y in year)),
-        since=since_y,
-        until=until_y,
-        has_impl=has_impl,
-        sort=sort,
-        limit=limit,
-    )
+def build_query(text: str | None = None, **kwargs: Any) -> Query:
+    """``QueryParams.of(text, **kwargs).resolve()``: the API's and the tests' shorthand."""
+    return QueryParams.of(text, **kwargs).resolve()
 
 
 @dataclass(frozen=True)

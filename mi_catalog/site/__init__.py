@@ -17,7 +17,12 @@ DEFAULT_PORT = 8000
 def register(subparsers: Any) -> None:
     from mi_catalog.cli import add_catalog_option
 
-    site = subparsers.add_parser("site", help="build or serve the static website", description=__doc__)
+    site = subparsers.add_parser(
+        "site",
+        help="build or serve the static website",
+        description="Build the catalog's website (one page per paper, the vocabulary, the object x method grids "
+        "and a faceted explore page) with mkdocs-material, or serve it on 127.0.0.1.",
+    )
     commands = site.add_subparsers(dest="site_command", metavar="SUBCOMMAND")
     commands.required = True
 

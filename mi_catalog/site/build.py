@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mi_catalog.errors import CliError
+from mi_catalog.errors import BuildError, CatalogProblemsError, UsageError
 from mi_catalog.paths import PACKAGE_DIR, cache_root
 
 MARKER = ".mi-catalog-site"
@@ -51,17 +51,17 @@ def require_mkdocs() -> None:
         import material  # noqa: F401
         import mkdocs  # noqa: F401
     except ImportError:
-        raise CliError("the site needs mkdocs and mkdocs-material: pip install 'mi-catalog[site]'") from None
+        raise UsageError("the site needs mkdocs and mkdocs-material: pip install 'mi-catalog[site]'") from None
 
 
 def check_out_dir(out_dir: Path, project_dir: Path) -> None:
     out, project = out_dir.resolve(), project_dir.resolve()
     if out == project or project.is_relative_to(out) or out.is_relative_to(project / "docs"):
-        raise CliError(f"--out {out_dir} would overlap the mkdocs project in {project_dir}; choose another folder")
+        raise UsageError(f"--out {out_dir} would overlap the mkdocs project in {project_dir}; choose another folder")
     if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out_dir} exists and is not a folder")
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise CliError(
+        raise UsageError(
             f"--out {out_dir} is a non-empty folder that mi-catalog did not build; "
             "refusing to replace it (choose an empty or new folder)"
         )
@@ -82,9 +82,9 @@ def run_mkdocs(config_file: Path, site_dir: Path, strict: bool = True) -> None:
         config = load_config(config_file=str(config_file), site_dir=str(site_dir), strict=strict)
         build(config)
     except exceptions.Abort as err:
-        raise CliError(f"mkdocs build failed: {err}", code=1) from None
+        raise BuildError(f"mkdocs build failed: {err}") from None
     except exceptions.ConfigurationError as err:
-        raise CliError(f"mkdocs configuration error: {err}", code=1) from None
+        raise BuildError(f"mkdocs configuration error: {err}") from None
     finally:
         logger.removeHandler(handler)
 
@@ -107,18 +107,15 @@ def build_site(
     check_out_dir(out_dir, project_dir)
 
     started = time.perf_counter()
-    try:
-        result = load_catalog(catalog_dir)
-    except FileNotFoundError as err:
-        raise CliError(str(err)) from None
+    result = load_catalog(catalog_dir)  # CatalogNotFoundError for a missing folder
     if result.problems:
         shown = "\n  ".join(str(p) for p in result.problems[:10])
         more = f"\n  … and {len(result.problems) - 10} more" if len(result.problems) > 10 else ""
-        raise CliError(f"the catalog has problems (run `mi-catalog validate`):\n  {shown}{more}", code=1)
+        raise CatalogProblemsError(f"the catalog has problems (run `mi-catalog validate`):\n  {shown}{more}")
     try:
         impls = discover_impls()
     except ImplDeclarationError as err:
-        raise CliError(f"reference implementations: {err}", code=1) from None
+        raise CatalogProblemsError(f"reference implementations: {err}") from None
     config_file = write_project(project_dir, result.entries, impls)
     generated = time.perf_counter()
 

@@ -7,7 +7,7 @@ import http.server
 import threading
 from pathlib import Path
 
-from mi_catalog.errors import CliError
+from mi_catalog.errors import UsageError
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -21,7 +21,7 @@ def make_server(root: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
     try:
         return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as err:
-        raise CliError(f"cannot listen on 127.0.0.1:{port}: {err.strerror} (try --port 0)") from None
+        raise UsageError(f"cannot listen on 127.0.0.1:{port}: {err.strerror} (try --port 0)") from None
 
 
 def serve_in_thread(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:

@@ -19,7 +19,7 @@ def test_query_json_contract(small_catalog: Path, cli) -> None:
     data = json.loads(res.stdout)
     assert data["total"] == 1 and [r["id"] for r in data["results"]] == ["refusal-heads"]
     assert data["facets"]["object"] == {"attention-head": 1}
-    assert set(data["facets"]) == {"object", "method", "steer", "application", "venue", "year"}
+    assert set(data["facets"]) == {"object", "method", "steer", "application", "venue", "year", "source"}
 
 
 def test_query_table_shows_results_then_facet_counts(small_catalog: Path, cli) -> None:

@@ -12,7 +12,10 @@ import pytest
 from support import write_entry
 
 from mi_catalog import Catalog, index
+from mi_catalog.errors import CatalogNotFoundError
 from mi_catalog.paths import index_dir_for
+from mi_catalog.query import Query
+from mi_catalog.search import IndexSearcher
 
 
 def test_rebuilds_only_when_content_changes(small_catalog: Path) -> None:
@@ -43,7 +46,7 @@ def test_crash_mid_build_leaves_the_old_index_answering(small_catalog: Path, mon
         index.ensure_index(small_catalog)
     current = index_dir_for(small_catalog) / "current"
     assert current.resolve() == old_target  # still the old version
-    assert index.IndexSearcher(current.resolve()).search(index.Query(facets={"object": ("attention-head",)})).total == 2
+    assert IndexSearcher(current.resolve()).search(Query(filters={"object": ("attention-head",)})).total == 2
     monkeypatch.undo()
     assert Catalog(small_catalog).query(object=["head"]).total == 3  # next query rebuilds and cleans up
     leftovers = [p.name for p in index_dir_for(small_catalog).iterdir() if p.name.startswith(".staging-")]
@@ -52,8 +55,20 @@ def test_crash_mid_build_leaves_the_old_index_answering(small_catalog: Path, mon
 
 def test_invalid_files_are_left_out_with_a_warning(small_catalog: Path) -> None:
     (small_catalog / "broken.yaml").write_text("id: [\n")
-    info = index.ensure_index(small_catalog, quiet=True)
+    info = index.ensure_index(small_catalog)
     assert info.entries == 6 and info.invalid_files == ("broken.yaml",)
+
+
+def test_empty_or_missing_catalog_folder_is_a_library_error(tmp_path: Path) -> None:
+    for folder in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(CatalogNotFoundError, match="catalog"):
+            index.ensure_index(folder)
+
+
+def test_catalog_of_only_invalid_files_answers_empty(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("id: [\n")
+    res = Catalog(tmp_path).query("refusal", object="head")
+    assert (res.total, res.results) == (0, ())
 
 
 CHECK_LIGHT = """

@@ -62,6 +62,29 @@ def cat(small_catalog: Path) -> Catalog:
         ({"text": "meng"}, {"locating-and-editing"}),
         ({"text": "refusal OR meng"}, {"refusal-heads", "persona-vectors-steering", "locating-and-editing"}),
         ({"text": "title:refusal"}, {"refusal-heads"}),
+        # the query language (mi_catalog/textquery.py), shared with the explore page
+        ({"text": "refus*"}, {"refusal-heads", "persona-vectors-steering"}),
+        ({"text": "ref?sal"}, {"refusal-heads", "persona-vectors-steering"}),
+        ({"text": "refusal NOT persona"}, {"refusal-heads"}),
+        ({"text": "NOT refusal"}, {"knowledge-circuits-heads", "language-specific-neurons", "locating-and-editing",
+                                   "early-exit-lens"}),
+        ({"text": '"attention heads"'}, {"refusal-heads"}),  # summary: "We probe attention heads"
+        ({"text": '"heads attention"'}, set()),  # a phrase keeps its order
+        ({"text": '"heads for the refusal"'}, {"refusal-heads"}),  # stop words are skipped
+        ({"text": 'title:"persona vectors"'}, {"persona-vectors-steering"}),
+        ({"text": "summary:(refusal OR probe) NOT title:persona"}, {"refusal-heads"}),
+        ({"text": "authors:bau"}, {"locating-and-editing"}),
+        # juxtaposition binds loosest: (refusal OR meng) AND kevin
+        ({"text": "refusal OR meng kevin"}, {"locating-and-editing"}),
+        ({"text": "lens AND early OR meng"}, {"early-exit-lens", "locating-and-editing"}),
+        ({"text": "language-specific"}, {"language-specific-neurons"}),  # several tokens: a phrase
+        # comma lists, words and prefixes that name one value, the source facet
+        ({"year": ["2022,2025"]}, {"locating-and-editing", "persona-vectors-steering"}),
+        ({"steer": ["vector"]}, {"refusal-heads", "persona-vectors-steering"}),
+        ({"method": ["magn"]}, {"language-specific-neurons"}),
+        ({"source": ["foundational"]}, {"refusal-heads", "knowledge-circuits-heads", "persona-vectors-steering",
+                                        "language-specific-neurons", "locating-and-editing", "early-exit-lens"}),
+        ({"source": ["survey"]}, set()),
     ],
 )
 def test_query_matches_hand_computed_sets(cat: Catalog, kwargs: dict, expected: set[str]) -> None:
@@ -127,13 +150,39 @@ def test_results_carry_the_json_contract(cat: Catalog) -> None:
         ({"text": 'refusal "unclosed'}, "unbalanced double quote"),
         ({"text": "(refusal"}, "unbalanced parentheses"),
         ({"text": "venue:ICLR"}, "unknown field"),
-        ({"text": "refusal AND"}, "boolean operator"),
+        ({"text": "refusal AND"}, "AND needs words on both sides"),
+        ({"text": "OR refusal"}, "OR needs words on both sides"),
+        ({"text": "refusal NOT"}, "NOT needs a word"),
+        ({"text": "title: refusal"}, "needs a word"),
+        ({"steer": ["a"]}, "unknown steer"),
+        ({"method": ["attribution"]}, "ambiguous method 'attribution': could be causal-attribution, gradient-detection"),
+        ({"limit": -1}, "--limit"),
         ({"year": ["twenty"]}, "--year"),
         ({"since": 2025, "until": 2020}, "after"),
         ({"sort": "random"}, "unknown sort"),
+        ({"venue": ["findings"]}, "ambiguous venue 'findings': could be Findings of ACL, Findings of EMNLP"),
+        ({"source": ["surve"]}, None),  # a prefix of one value resolves: no error
     ],
 )
-def test_bad_input_is_a_query_error(cat: Catalog, kwargs: dict, message: str) -> None:
+def test_bad_input_is_a_query_error(cat: Catalog, kwargs: dict, message: str | None) -> None:
     text = kwargs.pop("text", None)
+    if message is None:
+        cat.query(text, **kwargs)
+        return
     with pytest.raises(QueryError, match=message):
         cat.query(text, **kwargs)
+
+
+def test_source_facet_on_the_shipped_catalog() -> None:
+    import yaml
+
+    from mi_catalog.paths import catalog_files, default_catalog_dir
+
+    files = catalog_files(default_catalog_dir())
+    foundational = {
+        f.stem for f in files if yaml.safe_load(f.read_text(encoding="utf-8"))["provenance"]["source"] == "mi-catalog"
+    }
+    cat = Catalog()
+    assert {h.id for h in cat.query(source="foundational").results} == foundational
+    assert cat.query(source="survey").total == len(files) - len(foundational)
+    assert cat.facets()["source"] == {"survey": len(files) - len(foundational), "foundational": len(foundational)}

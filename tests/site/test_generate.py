@@ -15,7 +15,7 @@ from conftest import BuiltSite
 from site_fixtures import HOSTILE_TITLE, fixture_entries, write_catalog
 
 from mi_catalog import vocab
-from mi_catalog.errors import CliError
+from mi_catalog.errors import BuildError, CatalogProblemsError, UsageError
 from mi_catalog.site import pages
 from mi_catalog.site.build import MARKER, build_site, check_out_dir, require_mkdocs, run_mkdocs
 from mi_catalog.site.explore_data import explore_data, venue_alias_map
@@ -198,7 +198,7 @@ def test_built_site_loads_nothing_from_the_network(fixture_site: BuiltSite) -> N
 def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     config = write_project(tmp_path / "project", ENTRIES[:2], {})
     (tmp_path / "project" / "docs" / "index.md").write_text("# x\n\n[gone](nowhere.md)\n", encoding="utf-8")
-    with pytest.raises(CliError, match="mkdocs build failed"):
+    with pytest.raises(BuildError, match="mkdocs build failed"):
         run_mkdocs(config, tmp_path / "out")
 
 
@@ -206,11 +206,11 @@ def test_build_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> No
     precious = tmp_path / "docs-of-mine"
     precious.mkdir()
     (precious / "thesis.tex").write_text("…", encoding="utf-8")
-    with pytest.raises(CliError, match="refusing to replace"):
+    with pytest.raises(UsageError, match="refusing to replace"):
         check_out_dir(precious, tmp_path / "project")
     (precious / MARKER).write_text("", encoding="utf-8")
     check_out_dir(precious, tmp_path / "project")  # an earlier build: fine
-    with pytest.raises(CliError, match="overlap"):
+    with pytest.raises(UsageError, match="overlap"):
         check_out_dir(tmp_path / "project" / "docs" / "x", tmp_path / "project")
 
 
@@ -228,7 +228,7 @@ def test_rebuild_drops_pages_of_removed_papers(tmp_path: Path) -> None:
 def test_invalid_catalog_is_a_cli_error(tmp_path: Path) -> None:
     catalog = write_catalog(tmp_path / "catalog", ENTRIES[:1])
     (catalog / "broken.yaml").write_text("id: broken\ntitle: x\n", encoding="utf-8")
-    with pytest.raises(CliError, match="mi-catalog validate"):
+    with pytest.raises(CatalogProblemsError, match="mi-catalog validate"):
         build_site(catalog, out_dir=tmp_path / "out", project_dir=tmp_path / "project")
 
 
@@ -244,7 +244,7 @@ def test_cli_site_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_missing_mkdocs_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mkdocs", None)  # makes `import mkdocs` raise ImportError
-    with pytest.raises(CliError, match=r"pip install 'mi-catalog\[site\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'mi-catalog\[site\]'"):
         require_mkdocs()
 
 
@@ -270,7 +270,7 @@ def test_server_serves_the_built_folder_on_localhost(fixture_site: BuiltSite) ->
         assert base.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(base + "assets/explore-data.json", timeout=10) as response:
             assert json.loads(response.read())["version"] == 1
-        with pytest.raises(CliError, match="cannot listen"):
+        with pytest.raises(UsageError, match="cannot listen"):
             make_server(fixture_site.out, server.server_address[1])  # the port is taken
     finally:
         server.shutdown()
