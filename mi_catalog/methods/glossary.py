@@ -26,6 +26,18 @@ GLOSSARY: dict[str, str] = {
     "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
     "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
     "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    # --- linear probes (per layer, per head) and the difference-of-means direction
+    "n_fit": "Prompts a probe, direction or translator is fitted on (the fit half of the held-out split).",
+    "n_test": "Held-out prompts the fitted thing is scored on.",
+    "probe_majority_rate": "Share of the held-out prompts in the larger class (the accuracy of always guessing it).",
+    "probe_best_layer": "Layer whose residual-stream probe (resid_post, last token) has the highest held-out accuracy.",
+    "probe_best_layer_accuracy": "Held-out accuracy of that layer's probe.",
+    "probe_best_layer_auroc": "Held-out AUROC of that layer's probe.",
+    "probe_best_head_accuracy": "Held-out accuracy of the best per-head probe (head_out, last token, as in ITI).",
+    "probe_best_head_auroc": "Held-out AUROC of the best per-head probe.",
+    "probe_control_accuracy": "Held-out accuracy at probe_best_layer of a probe fitted on shuffled labels (a control: should be near chance).",
+    "diffmean_best_layer": "Layer whose difference-of-means direction (fit split) best separates the held-out classes as a 1-D score.",
+    "diffmean_best_auroc": "Held-out AUROC of that difference-of-means score.",
     # --- activation patching (causal tracing)
     "resid_subject_last_peak_effect": "Largest mean normalised effect of restoring the residual at the last subject token (over layers).",
     "resid_subject_last_peak_layer": "Layer where restoring the residual at the last subject token helps most.",
