@@ -1,0 +1,346 @@
+"""Activation patching / causal tracing — Meng et al., *Locating and Editing Factual Associations in GPT*
+(ROME, NeurIPS 2022), Section 2; head-set restoration after Wang et al. 2023 (path/multi-head patching).
+
+The paper runs a factual prompt three times: **clean**; **corrupted**, with Gaussian noise ε ~ N(0, ν²)
+added to the subject's token embeddings, ν = 3 × the standard deviation of subject embeddings, so the
+model no longer recalls the fact; and **corrupted with one clean state restored** — the hidden state of one
+layer at one token. It averages 10 noise samples per prompt. The restored probability of the answer
+measures how much that state carries the fact: early/mid FFN states at the *last subject token* and late
+states at the *last token* matter, which located ROME's edit site.
+
+What we do: per prompt, ``noise_samples`` noise draws (σ from the embeddings of the data's subject tokens,
+as ROME's ``collect_embedding_std``); restore the residual stream (block output) and the FFN output at
+each layer and position, and each attention head's output at all positions; then restore the top-k heads
+*together* — redundant heads (the toy's four induction heads) each restore little alone. For tasks with a
+contrast prompt of the same token length (induction, sentiment, …) the corruption is that prompt (one
+"sample"). Effects are normalised, (p_restored − p_corrupt)/(p_clean − p_corrupt), per prompt; headline
+numbers are means with 95 % bootstrap intervals over prompts. Simplified relative to ROME: no windows of
+several layers around a restored FFN state; token groups coarsened to subject-first/subject-last/other/last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from mi_catalog.impl_info import ImplInfo
+from mi_catalog.methods.contract import Bars, Finding, Heatmap, Output, ranked
+from mi_catalog.methods.data import RunData
+from mi_catalog.methods.metrics import answer_prob, mean_ci, normalised_effect
+from mi_catalog.models.hooks import Cache, ForwardState, capture, edit, patch
+from mi_catalog.models.loading import Batch, LoadedModel
+from mi_catalog.models.weights import W_E
+from mi_catalog.tasks import TaskExample
+from reference_impls._common import answer_ids, head_label, subject_positions, token_labels
+
+IMPL = ImplInfo(
+    id="activation-patching",
+    title="Activation patching (causal tracing) over residual stream, FFNs, heads and head sets",
+    objects=("residual-stream", "attention-head", "ffn"),
+    methods=("causal-attribution",),
+    steering=(),
+    reproduces=("locating-and-editing-factual-associations-in-gpt",),
+    tasks=("facts", "induction", "sentiment", "refusal", "toxicity", "language", "ioi"),
+    needs=(),
+    metrics=(
+        "n_prompts", "n_skipped", "clean_prob", "corrupt_prob", "noise_samples", "noise_sigma",
+        "resid_subject_last_peak_effect", "resid_subject_last_peak_layer", "resid_last_peak_effect",
+        "resid_last_peak_layer", "mlp_subject_last_peak_effect", "mlp_subject_last_peak_layer",
+        "head_top_effect", "head_set_effect", "head_set_size",
+    ),
+)
+
+SITE_OF_KIND = {"resid": "resid_post", "mlp": "mlp_out", "heads": "head_out"}
+GROUPS = ("subject_first", "subject_last", "other", "last")
+
+
+@dataclass
+class Spec:
+    n: int = 8
+    seed: int = 0
+    noise_samples: int = 10  # ROME: 10
+    noise_scale: float = 3.0  # ν = noise_scale × std of subject embeddings (ROME: 3)
+    corruption: str = "auto"  # "noise" | "prompt" | "auto" (noise for facts, the contrast prompt otherwise)
+    head_set: int = 4  # restore the top-k heads together
+    head_positions: str = "last"  # restore head outputs at the "last" position (where the answer is read) or "all"
+    batch_size: int = 256  # restorations per forward pass
+
+
+# ---------------------------------------------------------------------------
+# Corruption
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Corruption:
+    """S corrupted copies of one prompt: the contrast prompt (S = 1) or the clean prompt with S noise draws."""
+
+    batch: Batch  # batch 1
+    noise: torch.Tensor | None  # [S, pos, d_model] added to the token embeddings, or None
+    positions: tuple[int, ...]  # corrupted positions (absolute, in the batch)
+
+    @property
+    def samples(self) -> int:
+        return 1 if self.noise is None else int(self.noise.shape[0])
+
+    @contextlib.contextmanager
+    def applied(self, lm: LoadedModel, sample_of_row: torch.Tensor | None = None) -> Iterator[None]:
+        """Add the noise; row r of the running batch gets sample ``sample_of_row[r]`` (default: row r)."""
+        if self.noise is None:
+            yield
+            return
+        noise = self.noise
+
+        def add_noise(act: torch.Tensor, _state: ForwardState) -> torch.Tensor:  # [rows, pos, d_model]
+            rows = sample_of_row if sample_of_row is not None else torch.arange(act.shape[0])
+            return act + noise[rows.to(noise.device)].to(act.dtype)
+
+        with edit(lm, [("embed", add_noise)]):
+            yield
+
+
+def subject_sigma(lm: LoadedModel, examples: list[TaskExample]) -> float:
+    """Std of the token embeddings of every subject token in the data (ROME's collect_embedding_std)."""
+    ids: list[int] = []
+    for ex in examples:
+        positions = subject_positions(lm, ex)
+        if positions:
+            tokens = lm.encode([ex.prompt]).input_ids[0]
+            ids.extend(int(tokens[p]) for p in positions)
+    weight = W_E(lm).detach().float()
+    rows = weight[torch.tensor(sorted(set(ids)))] if ids else weight
+    return float(rows.std())
+
+
+def make_corruption(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int) -> Corruption | None:
+    clean = lm.encode([ex.prompt])
+    use_prompt = spec.corruption == "prompt" or (spec.corruption == "auto" and ex.corrupt_prompt is not None
+                                                 and ex.task != "facts")  # fmt: skip
+    if use_prompt:
+        if ex.corrupt_prompt is None:
+            raise ValueError(f"task {ex.task!r} has no contrast prompt; use corruption='noise'")
+        corrupt = lm.encode([ex.corrupt_prompt])
+        if corrupt.shape != clean.shape:
+            return None  # a contrast of another token length cannot be patched position by position
+        differ = (corrupt.input_ids[0] != clean.input_ids[0]).nonzero().flatten().tolist()
+        return Corruption(corrupt, None, tuple(int(i) for i in differ))
+    positions = subject_positions(lm, ex)
+    if not positions:
+        raise ValueError(f"noise corruption needs a subject; task {ex.task!r} example has none")
+    generator = torch.Generator().manual_seed(seed)
+    n_pos = clean.shape[1]
+    noise = torch.zeros(spec.noise_samples, n_pos, lm.d_model)
+    for p in positions:
+        noise[:, p] = torch.randn(spec.noise_samples, lm.d_model, generator=generator) * spec.noise_scale * sigma
+    return Corruption(clean, noise.to(lm.device), tuple(positions))
+
+
+# ---------------------------------------------------------------------------
+# Restoration, batched: a restoration is a set of (site, position-or-heads) restored together
+# ---------------------------------------------------------------------------
+
+Restoration = tuple[tuple[str, str, tuple[int, ...]], ...]  # ((site key, "pos"|"heads", indices), ...)
+
+
+def restore(lm: LoadedModel, corruption: Corruption, clean: Cache, restorations: list[Restoration],
+            answer: int, batch_size: int, head_positions: str = "last") -> torch.Tensor:  # fmt: skip
+    """p(answer) for each restoration, averaged over the corruption's noise samples → [len(restorations)]."""
+    samples = corruption.samples
+    rows = [(r, s) for r in range(len(restorations)) for s in range(samples)]
+    probs = torch.zeros(len(rows))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        probs[start : start + len(chunk)] = _restore_chunk(lm, corruption, clean, restorations, chunk, answer,
+                                                           head_positions == "all")  # fmt: skip
+    return probs.reshape(len(restorations), samples).mean(dim=1)
+
+
+def _restore_chunk(lm: LoadedModel, corruption: Corruption, clean: Cache, restorations: list[Restoration],
+                   chunk: list[tuple[int, int]], answer: int, restore_all_positions: bool) -> torch.Tensor:  # fmt: skip
+    n, n_pos = len(chunk), corruption.batch.shape[1]
+    batch = Batch(corruption.batch.input_ids.expand(n, -1), corruption.batch.attention_mask.expand(n, -1))
+    masks: dict[str, torch.Tensor] = {}
+    for row, (r, _sample) in enumerate(chunk):
+        for key, how, indices in restorations[r]:
+            if how == "heads":
+                mask = masks.setdefault(key, torch.zeros(n, n_pos, lm.n_heads, 1, dtype=torch.bool, device=lm.device))
+                columns = slice(None) if restore_all_positions else slice(n_pos - 1, n_pos)
+                mask[row, columns, list(indices)] = True
+            else:
+                mask = masks.setdefault(key, torch.zeros(n, n_pos, 1, dtype=torch.bool, device=lm.device))
+                mask[row, list(indices)] = True
+    sample_of_row = torch.tensor([s for _r, s in chunk])
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(corruption.applied(lm, sample_of_row))
+        for key, mask in masks.items():
+            stack.enter_context(patch(lm, key, clean[key], mask=mask))
+        logits = lm.logits(batch)
+    return answer_prob(logits, torch.full((n,), answer)).cpu()
+
+
+@dataclass
+class PromptTrace:
+    tokens: list[str]
+    corrupted: tuple[int, ...]
+    p_clean: float
+    p_corrupt: float
+    grid: dict[str, torch.Tensor]  # resid/mlp → [n_layers, pos] normalised effect; heads → [n_layers, n_heads]
+    head_set_effect: float
+    groups: dict[str, tuple[int, ...]]  # token group → positions
+
+
+def token_groups(n_pos: int, corrupted: tuple[int, ...], subject: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    last = n_pos - 1
+    subj = tuple(p for p in (subject or corrupted) if p != last)
+    return {"subject_first": subj[:1], "subject_last": subj[-1:],
+            "other": tuple(p for p in range(n_pos) if p not in subj and p != last), "last": (last,)}  # fmt: skip
+
+
+def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int) -> PromptTrace | None:
+    clean_batch = lm.encode([ex.prompt])
+    answer = lm.token_id(ex.answer)
+    sites = [f"{SITE_OF_KIND[k]}.{layer}" for k in SITE_OF_KIND for layer in range(lm.n_layers)]
+    with capture(lm, sites) as clean:
+        p_clean = float(answer_prob(lm.logits(clean_batch), torch.tensor([answer]))[0])
+    corruption = make_corruption(lm, ex, spec, sigma, seed)
+    if corruption is None:
+        return None
+    p_corrupt = float(restore(lm, corruption, clean, [()], answer, spec.batch_size)[0])
+    n_pos, L, H = clean_batch.shape[1], lm.n_layers, lm.n_heads
+    singles: list[Restoration] = []
+    for kind in ("resid", "mlp"):
+        singles += [((f"{SITE_OF_KIND[kind]}.{layer}", "pos", (p,)),) for layer in range(L) for p in range(n_pos)]
+    singles += [((f"head_out.{layer}", "heads", (h,)),) for layer in range(L) for h in range(H)]
+    probs = restore(lm, corruption, clean, singles, answer, spec.batch_size, spec.head_positions)
+    effect = normalised_effect(probs, p_clean, p_corrupt)
+    grid = {"resid": effect[: L * n_pos].reshape(L, n_pos), "mlp": effect[L * n_pos : 2 * L * n_pos].reshape(L, n_pos),
+            "heads": effect[2 * L * n_pos :].reshape(L, H)}  # fmt: skip
+    tokens = token_labels(lm, clean_batch.input_ids[0])
+    groups = token_groups(n_pos, corruption.positions, subject_positions(lm, ex))
+    return PromptTrace(tokens, corruption.positions, p_clean, p_corrupt, grid, 0.0, groups)
+
+
+def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[int, int]]:
+    """The k heads with the largest mean single-head effect, best first."""
+    order = torch.argsort(heads_mean.flatten(), descending=True)[:k].tolist()
+    return [(i // lm.n_heads, i % lm.n_heads) for i in order]
+
+
+def set_effect(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int, heads: list[tuple[int, int]],
+               pt: PromptTrace) -> float:  # fmt: skip
+    """Normalised effect of restoring ``heads`` together on one prompt (the same noise draws as its trace)."""
+    clean_batch = lm.encode([ex.prompt])
+    sites = sorted({f"head_out.{layer}" for layer, _ in heads})
+    with capture(lm, sites) as clean:
+        lm.logits(clean_batch)
+    corruption = make_corruption(lm, ex, spec, sigma, seed)
+    assert corruption is not None
+    by_layer: dict[int, list[int]] = {}
+    for layer, h in heads:
+        by_layer.setdefault(layer, []).append(h)
+    restoration: Restoration = tuple((f"head_out.{layer}", "heads", tuple(hs)) for layer, hs in sorted(by_layer.items()))
+    p = restore(lm, corruption, clean, [restoration], lm.token_id(ex.answer), spec.batch_size, spec.head_positions)
+    return float(normalised_effect(p, pt.p_clean, pt.p_corrupt)[0])
+
+
+# ---------------------------------------------------------------------------
+# Aggregation
+# ---------------------------------------------------------------------------
+
+
+def group_curve(traces: list[PromptTrace], kind: str, group: str) -> torch.Tensor:
+    """Per prompt, per layer: mean effect over the group's positions → [n_prompts, n_layers] (NaN-free)."""
+    rows = []
+    for t in traces:
+        positions = list(t.groups[group])
+        grid = t.grid[kind]
+        rows.append(grid[:, positions].mean(dim=1) if positions else torch.zeros(grid.shape[0]))
+    return torch.stack(rows)
+
+
+def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
+    examples = data.examples
+    sigma = subject_sigma(lm, examples)
+    seeds = [spec.seed * 100_003 + i for i in range(len(examples))]
+    traces: list[tuple[TaskExample, int, PromptTrace]] = []
+    for i, (ex, seed) in enumerate(zip(examples, seeds, strict=True)):
+        data.progress("activation patching", i, len(examples))
+        pt = trace(lm, ex, spec, sigma, seed)
+        if pt is not None:
+            traces.append((ex, seed, pt))
+    data.progress("activation patching", len(examples), len(examples))
+    if not traces:
+        raise ValueError(f"{data.task}: no prompt could be corrupted (contrast prompts differ in token length)")
+    pts = [t for _, _, t in traces]
+    heads = torch.stack([t.grid["heads"] for t in pts])  # [n_prompts, L, H]
+    k = min(spec.head_set, lm.n_layers * lm.n_heads)
+    chosen = head_set(lm, heads.mean(dim=0), k)
+    set_effects = [set_effect(lm, ex, spec, sigma, seed, chosen, pt) for ex, seed, pt in traces]
+    metrics: dict[str, int | float] = {"n_prompts": len(pts), "n_skipped": len(examples) - len(pts)}
+    intervals: dict[str, tuple[float, float]] = {}
+
+    def headline(name: str, samples: torch.Tensor) -> None:
+        metrics[name], intervals[name] = mean_ci(samples, seed=spec.seed)
+
+    headline("clean_prob", torch.tensor([t.p_clean for t in pts]))
+    headline("corrupt_prob", torch.tensor([t.p_corrupt for t in pts]))
+    metrics["noise_samples"] = make_corruption(lm, traces[0][0], spec, sigma, traces[0][1]).samples  # type: ignore[union-attr]
+    metrics["noise_sigma"] = round(spec.noise_scale * sigma, 6)
+    curves = {(kind, group): group_curve(pts, kind, group) for kind in ("resid", "mlp") for group in GROUPS}
+    for kind, group, prefix in (("resid", "subject_last", "resid_subject_last"), ("resid", "last", "resid_last"),
+                                ("mlp", "subject_last", "mlp_subject_last")):  # fmt: skip
+        per_prompt = curves[(kind, group)]  # [n_prompts, L]
+        layer = int(per_prompt.mean(dim=0).argmax())
+        metrics[f"{prefix}_peak_layer"] = layer
+        headline(f"{prefix}_peak_effect", per_prompt[:, layer])
+    best = chosen[0]
+    headline("head_top_effect", heads[:, best[0], best[1]])
+    headline("head_set_effect", torch.tensor(set_effects))
+    metrics["head_set_size"] = k
+    head_means = heads.mean(dim=0)
+    findings = [Finding("attention-head", layer, h, float(head_means[layer, h]), head_label(layer, h),
+                        mean_ci(heads[:, layer, h], seed=spec.seed)[1])
+                for layer in range(lm.n_layers) for h in range(lm.n_heads)]  # fmt: skip
+    for kind, obj in (("resid", "residual-stream"), ("mlp", "ffn")):
+        for group in ("subject_last", "last"):
+            per_prompt = curves[(kind, group)]
+            for layer in range(lm.n_layers):
+                findings.append(Finding(obj, layer, None, float(per_prompt[:, layer].mean()),
+                                        f"{SITE_OF_KIND[kind]}.{layer} @ {group}"))  # fmt: skip
+    tensors = {f"{kind}_{group}": curve for (kind, group), curve in curves.items()}
+    tensors["heads"] = heads
+    return Output(
+        metrics=metrics, intervals=intervals, findings=ranked(findings), tensors=tensors,
+        figures=_figures(lm, data.task, pts, curves, head_means, chosen, set_effects),
+        notes=[f"Restoring the top {k} heads together ({', '.join(head_label(*h) for h in chosen)}) gives back "
+               f"{metrics['head_set_effect']:.2f} of the effect; the best single head {metrics['head_top_effect']:.2f}.",
+               "Reproduces ROME's causal tracing protocol (noise on subject embeddings, ν = 3σ, 10 samples) for facts; "
+               "other tasks use their contrast prompt as the corruption (interchange intervention)."],
+    )  # fmt: skip
+
+
+def _figures(lm: LoadedModel, task: str, pts: list[PromptTrace], curves: dict[tuple[str, str], torch.Tensor],
+             head_means: torch.Tensor, chosen: list[tuple[int, int]], set_effects: list[float]) -> list:  # fmt: skip
+    example = max(pts, key=lambda t: t.p_clean - t.p_corrupt)  # the prompt whose corruption hurt most
+    layers = [f"L{layer}" for layer in range(lm.n_layers)]
+    labels = [f"{tok}*" if i in example.corrupted else tok for i, tok in enumerate(example.tokens)]
+    figs: list = [
+        Heatmap(f"{task}_{kind}", f"{task}: normalised effect of restoring {SITE_OF_KIND[kind]} (one prompt; * = corrupted)",
+                values=example.grid[kind].tolist(), row_labels=layers, col_labels=labels, vmin=min(0.0, float(example.grid[kind].min())),
+                vmax=1.0)
+        for kind in ("resid", "mlp")
+    ]  # fmt: skip
+    figs.append(Heatmap(f"{task}_heads", f"{task}: mean effect of restoring one head's output",
+                        values=head_means.tolist(), row_labels=layers, col_labels=[f"H{h}" for h in range(lm.n_heads)]))
+    figs.append(Heatmap(f"{task}_groups", f"{task}: mean effect by token group (rows: site @ group, cols: layer)",
+                        values=[curves[(k, g)].mean(dim=0).tolist() for k in ("resid", "mlp") for g in GROUPS],
+                        row_labels=[f"{SITE_OF_KIND[k]} @ {g}" for k in ("resid", "mlp") for g in GROUPS],
+                        col_labels=layers))  # fmt: skip
+    single = [float(head_means[layer, h]) for layer, h in chosen]
+    figs.append(Bars(f"{task}_head_set", f"{task}: top heads alone vs together",
+                     labels=[head_label(*h) for h in chosen] + [f"top {len(chosen)} together"],
+                     values=single + [sum(set_effects) / len(set_effects)], y_label="normalised effect"))
+    return figs
