@@ -52,6 +52,16 @@ GLOSSARY: dict[str, str] = {
     "ablation_top_drop": "Largest mean drop in answer probability from ablating one unit.",
     "ablation_set_drop": "Mean drop in answer probability from ablating the top-k units together.",
     "ablation_set_size": "How many top units ablation_set_drop ablates together.",
+    # --- attribution patching (gradient × activation difference)
+    "clean_metric": "Mean task metric on the clean prompts (logit difference answer − corrupt answer, or log p(answer) when the task names no corrupt answer; see notes).",
+    "corrupt_metric": "Mean task metric on the corrupted prompts (contrast prompt, or subject-embedding noise).",
+    "attr_top_head": "Attribution (a_clean − a_corrupt)·∂metric/∂a of the best head, ÷ the mean clean − corrupt metric gap.",
+    "attr_heads_total": "Sum of all heads' attributions ÷ the gap (first-order estimate of patching every head output).",
+    "attr_top_neuron": "Attribution of the best FFN neuron (mlp_act) ÷ the gap.",
+    "attr_neurons_total": "Sum of all neurons' attributions ÷ the gap.",
+    "attr_resid_peak": "Largest mean attribution of one residual-stream point (layer × position) ÷ the gap.",
+    "forward_passes": "Forward passes the method used in total (all prompts batched).",
+    "backward_passes": "Backward passes the method used in total (all prompts batched).",
 }
 
 

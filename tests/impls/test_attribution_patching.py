@@ -1,0 +1,93 @@
+"""Attribution patching: its own invariants, and the planted/causally validated truth on the toy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mi_catalog.methods.data import RunData
+from mi_catalog.models.hooks import capture, patch
+from reference_impls import attribution_patching as ap
+from reference_impls._contrast import make_contrast
+
+INDUCTION_HEADS = {(1, 0), (1, 1), (1, 2), (1, 3)}  # the toy card's heads, validated by ablation
+
+
+def run_on(lm, task: str, n: int, seed: int, **spec) -> ap.Output:  # type: ignore[no-untyped-def]
+    examples = lm.tasks.examples(task, n, seed)
+    data = RunData(task=task, examples=examples, source=lm.tasks, seed=seed)
+    return ap.run(lm, ap.Spec(n=n, seed=seed, **spec), data)
+
+
+def heads_of(out: ap.Output) -> list[tuple[int, int]]:
+    return [(f.layer, f.index) for f in out.findings if f.object == "attention-head"]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_toy_induction_heads_rank_first(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+    out = run_on(toy, "induction", 8, seed)
+    ranking = heads_of(out)
+    assert ranking[0] in INDUCTION_HEADS, ranking[:4]
+    assert len(set(ranking[:4]) & INDUCTION_HEADS) >= 3, ranking[:4]
+    assert out.metrics["clean_metric"] > 0 > out.metrics["corrupt_metric"], "contrast must flip the logit difference"
+
+
+def test_all_heads_and_neurons_in_two_forwards_and_one_backward(toy) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+    handle = toy.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    real_grad = torch.autograd.grad
+    backwards = []
+
+    def counting_grad(*args, **kwargs):  # type: ignore[no-untyped-def]
+        backwards.append(1)
+        return real_grad(*args, **kwargs)
+
+    try:
+        torch.autograd.grad = counting_grad  # type: ignore[assignment]
+        out = run_on(toy, "induction", 6, 0)
+    finally:
+        torch.autograd.grad = real_grad  # type: ignore[assignment]
+        handle.remove()
+    assert len(calls) == 2 and len(backwards) == 1
+    assert out.tensors["head_attr"].shape == (toy.n_layers, toy.n_heads)
+    assert out.tensors["neuron_attr"].shape[0] == toy.n_layers
+    assert out.tensors["resid_attr"].shape[0] == toy.n_layers + 1
+
+
+def test_head_attribution_tracks_exact_patching(toy) -> None:  # type: ignore[no-untyped-def]
+    """The first-order estimate ranks heads like exact clean→corrupt patching does (all positions)."""
+    examples = toy.tasks.examples("induction", 8, 0)
+    out = ap.run(toy, ap.Spec(n=8, positions="all"), RunData("induction", examples))
+    pair = make_contrast(toy, examples, 0)
+    sites = [f"head_out.{layer}" for layer in range(toy.n_layers)]
+    with capture(toy, sites) as clean:
+        clean_metric = float(pair.metric(toy.logits(pair.clean)).mean())
+    corrupt_metric = float(pair.metric(toy.logits(pair.corrupt)).mean())
+    exact = torch.zeros(toy.n_layers, toy.n_heads)
+    for layer in range(toy.n_layers):
+        for head in range(toy.n_heads):
+            with patch(toy, f"head_out.{layer}", clean, heads=[head]):
+                patched = float(pair.metric(toy.logits(pair.corrupt)).mean())
+            exact[layer, head] = (patched - corrupt_metric) / (clean_metric - corrupt_metric)
+    estimate = out.tensors["head_attr"]
+    ranks = [t.flatten().argsort().argsort().double() for t in (estimate, exact)]
+    spearman = float(torch.corrcoef(torch.stack(ranks))[0, 1])
+    assert spearman > 0.6, (spearman, estimate, exact)
+    assert int(estimate.argmax()) == int(exact.argmax())
+
+
+def test_noise_fallback_when_the_task_has_no_contrast_prompts(tiny) -> None:  # type: ignore[no-untyped-def]
+    examples = tiny.tasks.examples("facts", 4, 0)
+    assert all(ex.corrupt_prompt is None for ex in examples)
+    pair = make_contrast(tiny, examples, seed=0)
+    assert pair.mode == "noise" and pair.others is None and pair.noise is not None
+    assert float(pair.noise.abs().sum()) > 0
+    out = ap.run(tiny, ap.Spec(n=4, top_neurons=5), RunData("facts", examples))
+    kinds = [f.object for f in out.findings]
+    assert kinds.count("attention-head") == tiny.n_layers * tiny.n_heads and kinds.count("neuron") == 5
+    assert all(torch.isfinite(torch.tensor(f.score)) for f in out.findings)
+
+
+def test_bad_positions_is_a_clear_error(toy) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="positions"):
+        run_on(toy, "induction", 2, 0, positions="middle")
