@@ -26,6 +26,11 @@ GLOSSARY: dict[str, str] = {
     "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
     "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
     "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    "lens_kl_logit_mean": "Held-out KL(final ‖ logit lens) in nats, mean over all token positions and every layer but the last.",
+    "lens_kl_tuned_mean": "Held-out KL(final ‖ tuned lens) in nats, mean over all token positions and every layer but the last.",
+    "lens_kl_reduction": "1 − lens_kl_tuned_mean / lens_kl_logit_mean: how much of the logit lens' KL the trained translators remove.",
+    "tuned_first_top1_layer": "First layer whose tuned-lens decoding has the answer as top-1 for most prompts; -1 if none.",
+    "tuned_answer_prob_mid": "Mean answer probability from the tuned lens at the middle layer (n_layers // 2).",
     # --- linear probes (per layer, per head) and the difference-of-means direction
     "n_fit": "Prompts a probe, direction or translator is fitted on (the fit half of the held-out split).",
     "n_test": "Held-out prompts the fitted thing is scored on.",
