@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mi_catalog.impl_info import ImplDeclarationError, discover_impls
-from mi_catalog.runner import UnknownImplError, registry, resolve, run_impl
+from mi_catalog.methods.runner import UnknownImplError, registry, resolve, run_impl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,11 +47,13 @@ def test_duplicate_ids_are_an_error(tmp_path: Path) -> None:
 def test_run_impl_returns_a_common_result(tmp_path: Path) -> None:
     from mi_catalog.models.tiny import tiny_model
 
-    result = run_impl("interpreting-gpt-the-logit-lens", model=tiny_model("llama"), out_dir=tmp_path, n_prompts=2)
+    result = run_impl("interpreting-gpt-the-logit-lens", model=tiny_model("llama"), out_dir=tmp_path, n=2)
     payload = json.loads(result.to_json())
     assert payload["impl"] == "logit-lens" and payload["entry"] == "interpreting-gpt-the-logit-lens"
-    assert payload["model"] == "tiny-llama"
-    assert all(isinstance(v, float) for v in payload["metrics"].values())
+    assert payload["model"] == "tiny-llama" and payload["task"] == "facts" and payload["kind"] == "reproduction"
+    assert isinstance(payload["metrics"]["n_prompts"], int)  # integers stay integers
+    assert isinstance(payload["metrics"]["answer_prob_final"], float)
+    assert all(set(f) >= {"object", "layer", "index", "score"} for f in payload["findings"])
     assert all(Path(f).is_file() and Path(f).parent == tmp_path for f in payload["figures"])
     assert (tmp_path / "logit-lens.json").is_file()
     with pytest.raises(TypeError, match="no field"):
@@ -71,11 +73,12 @@ def saved_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_run_json_on_a_local_model_folder(saved_tiny: Path, tmp_path: Path) -> None:
-    out = cli("run", "activation-patching", "--model", str(saved_tiny), "--format", "json", "--out", str(tmp_path))
+    out = cli("run", "activation-patching", "--model", str(saved_tiny), "--format", "json", "--out", str(tmp_path),
+              "--n", "2")  # fmt: skip
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
-    assert {"impl", "model", "metrics", "figures"} <= set(payload)
-    assert payload["impl"] == "activation-patching" and payload["metrics"]["facts.n_prompts"] > 0
+    assert {"impl", "model", "task", "metrics", "intervals", "findings", "figures"} <= set(payload)
+    assert payload["impl"] == "activation-patching" and payload["metrics"]["n_prompts"] == 2
     assert all(Path(f).is_file() for f in payload["figures"])
 
 
@@ -83,7 +86,79 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     out = cli("run", "logit-lns")
     assert out.returncode == 2 and "did you mean 'logit-lens'" in out.stderr and "Traceback" not in out.stderr
     out = cli("run", "logit-lens", "--model", str(tmp_path / "nowhere"))
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--device", "cuda"), "no CUDA"),
+        (("--task", "nope"), "does not support task 'nope'"),
+        (("--n", "0"), "--n must be at least 1"),
+    ],
+)
+def test_cli_bad_run_options_are_one_line(args: tuple[str, ...], message: str) -> None:
+    out = cli("run", "logit-lens", *args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_out_is_checked_before_the_model_runs(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = cli("run", "activation-patching", "--out", str(blocker))
+    assert out.returncode == 2 and "not a folder" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_hub_id_without_network_fails_fast() -> None:
+    import time
+
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "mi_catalog", "run", "logit-lens", "--model", "nobody/no-such-model"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert out.returncode == 2 and "local folder" in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - start < 30
+
+
+def test_prompt_longer_than_the_context_is_one_line(tmp_path: Path) -> None:
+    from mi_catalog.models.loading import ModelLoadError
+    from mi_catalog.models.tiny import tiny_model
+
+    lm = tiny_model("gpt2")  # 64 learned positions
+    with pytest.raises(ModelLoadError, match="longer than"):
+        lm.encode([" ".join(["apple"] * 100)])
+
+
+def test_user_prompts_file_and_its_errors(tmp_path: Path) -> None:
+    good = tmp_path / "mine.jsonl"
+    good.write_text('{"prompt": "anna berg lives in", "answer": "paris"}\n{"prompt": "boris costa plays", "answer": "golf"}\n')
+    out = cli("run", "logit-lens", "--prompts", str(good), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["metrics"]["n_prompts"] == 2
+    english = tmp_path / "english.jsonl"
+    english.write_text('{"prompt": "The Eiffel Tower is in", "answer": " Paris"}\n')
+    out = cli("run", "logit-lens", "--prompts", str(english))  # the toy is word-level: unknown words are an error
+    assert out.returncode == 2 and "unknown to" in out.stderr and "Traceback" not in out.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    out = cli("run", "logit-lens", "--prompts", str(bad))
+    assert out.returncode == 2 and "bad.jsonl:1" in out.stderr and "answer" in out.stderr
+
+
+def test_a_copied_toy_checkpoint_is_the_toy(tmp_path: Path) -> None:
+    """The toy is recognised by its files, not its name: a copy runs on the toy's own task data."""
+    import shutil
+
+    from mi_catalog.toy import CHECKPOINT_DIR
+
+    copy = tmp_path / "my-toy"
+    shutil.copytree(CHECKPOINT_DIR, copy)
+    a = json.loads(cli("run", "logit-lens", "--format", "json", "--model", str(copy)).stdout)
+    b = json.loads(cli("run", "logit-lens", "--format", "json").stdout)
+    for payload in (a, b):
+        payload.pop("seconds"), payload.pop("model")
+    assert a == b and a["data"] == "toy"
 
 
 def test_cli_unsupported_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -103,15 +178,18 @@ def test_cli_impls_lists_the_implementations() -> None:
     assert out.returncode == 0, out.stderr
     rows = {row["id"]: row for row in json.loads(out.stdout)}
     assert rows["activation-patching"]["objects"] == ["residual-stream", "attention-head", "ffn"]
+    assert {"id", "objects", "methods", "steering", "reproduces", "tasks"} <= set(rows["logit-lens"])
     assert "logit-lens" in cli("impls").stdout
+    detail = cli("impls", "logit-lens").stdout
+    assert "first_top1_layer" in detail and "First layer whose decoded residual" in detail
 
 
 def test_cli_run_logit_lens_on_the_toy(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = cli("run", "logit-lens", "--format", "json", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
-    assert {"impl", "model", "metrics", "figures"} <= set(payload)
-    assert payload["model"] == "toy" and payload["figures"]
+    assert {"impl", "model", "task", "findings", "metrics", "figures"} <= set(payload)
+    assert payload["model"] == "toy" and payload["figures"] and payload["task"] == "facts"
 
 
 def test_cli_run_module_imports_light() -> None:
