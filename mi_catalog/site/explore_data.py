@@ -1,96 +1,98 @@
 """The explore page's data file: a lean JSON the browser filters with the CLI's rules.
 
-Facet values are stored per paper as indices into the facet's value list; free
-text is stored as the paper's distinct analyzed tokens (Whoosh's
-StandardAnalyzer over title, summary and authors), so the page never has to
-re-implement the analyzer for documents, only for the query. Alias maps come
-straight from :mod:`mi_catalog.vocab`, so the page accepts exactly the
-spellings the CLI accepts.
+Facets come from :data:`mi_catalog.facets.FACET_TABLE` (values stored per paper
+as indices into the facet's value list); free text is stored per field as the
+paper's analyzed tokens in order (Whoosh's StandardAnalyzer over exactly the
+strings the index gets), so the page re-implements the analyzer only for the
+query, and the query language of :mod:`mi_catalog.textquery` (phrases, OR, NOT,
+prefix*, field:) evaluates on the same tokens. Alias maps come straight from
+:mod:`mi_catalog.vocab`, so the page accepts exactly the spellings the CLI accepts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
-from mi_catalog import vocab
+from mi_catalog.facets import FACET_TABLE, YEAR_RANGE, FacetKind
+from mi_catalog.index import text_fields
+from mi_catalog.query import QueryParams
 from mi_catalog.schema import Entry
-from mi_catalog.site.text import TOKEN_MIN_LENGTH, TOKEN_PATTERN, search_tokens, stop_words
+from mi_catalog.site.text import TOKEN_MIN_LENGTH, TOKEN_PATTERN, analyzed, stop_words
+from mi_catalog.textquery import OPERATORS, TEXT_FIELDS
 
-FORMAT_VERSION = 1
-TEXT_FIELDS = ("title", "summary", "authors")  # the fields `mi-catalog query` searches
-
-
-def venue_alias_map() -> dict[str, str]:
-    """Normalized spelling → canonical venue id, as :func:`vocab.resolve_venue` reads it."""
-    out: dict[str, str] = {}
-    for venue in vocab.VENUES:
-        for key in (venue.id, *venue.aliases):
-            out[vocab.normalize_key(key)] = venue.id
-    return out
+FORMAT_VERSION = 2
 
 
-def vocab_facet_data(facet: vocab.Facet) -> dict[str, Any]:
+def term_facet_data(kind: FacetKind, present: set[str] | None = None) -> dict[str, Any]:
+    """A vocabulary or term facet: its values (only those present, for venues), groups and every accepted spelling."""
+    assert kind.terms is not None
+    facet = kind.terms
     return {
-        "name": facet.name,
-        "label": facet.label,
-        "values": [{"id": t.id, "label": t.label, "description": t.description, "parent": t.parent}
-                   for t in facet.terms],
-        "groups": [{"id": g.id, "label": g.label, "description": g.description,
-                    "children": list(facet.children(g.id))} for g in facet.groups],
+        "name": kind.name,
+        "label": kind.label,
+        "kind": kind.kind,
+        "values": [
+            {"id": t.id, "label": t.label, "description": t.description, "parent": t.parent}
+            for t in facet.terms
+            if present is None or t.id in present
+        ],
+        "groups": [
+            {"id": g.id, "label": g.label, "description": g.description, "children": list(facet.children(g.id))}
+            for g in facet.groups
+        ],
         "aliases": facet.alias_map(),
-        "match": "alias",
     }
 
 
-def venue_facet_data(entries: Sequence[Entry]) -> dict[str, Any]:
-    present = {e.venue for e in entries}
-    return {
-        "name": "venue",
-        "label": "Venue",
-        "values": [{"id": v.id, "label": v.id, "description": v.label, "parent": None}
-                   for v in vocab.VENUES if v.id in present],
-        "groups": [],
-        "aliases": venue_alias_map(),
-        "match": "alias",
-    }
-
-
-def year_facet_data(entries: Sequence[Entry]) -> dict[str, Any]:
+def year_facet_data(kind: FacetKind, entries: Sequence[Entry]) -> dict[str, Any]:
     years = sorted({e.year for e in entries}, reverse=True)
     return {
-        "name": "year",
-        "label": "Year",
+        "name": kind.name,
+        "label": kind.label,
+        "kind": "year",
         "values": [{"id": str(y), "label": str(y), "description": "", "parent": None} for y in years],
         "groups": [],
         "aliases": {},
-        "match": "exact",
+        "range": list(YEAR_RANGE),
     }
 
 
-def entry_text(entry: Entry) -> list[str]:
-    return [entry.title, entry.summary or "", *entry.authors]
+def facet_data(kind: FacetKind, entries: Sequence[Entry]) -> dict[str, Any]:
+    if kind.kind == "year":
+        return year_facet_data(kind, entries)
+    # Venues: only those with papers (a closed list of ~40); the other facets list every value.
+    return term_facet_data(kind, {e.venue for e in entries} if kind.name == "venue" else None)
 
 
 def explore_data(entries: Sequence[Entry]) -> dict[str, Any]:
-    facets = [*(vocab_facet_data(f) for f in vocab.FACETS), venue_facet_data(entries), year_facet_data(entries)]
+    facets = [facet_data(k, entries) for k in FACET_TABLE]
     index = [{v["id"]: i for i, v in enumerate(f["values"])} for f in facets]
 
     def facet_indices(entry: Entry) -> list[list[int]]:
-        raw: list[list[str]] = [entry.facet_values(f) for f in vocab.FACETS]
-        raw += [[entry.venue], [str(entry.year)]]
+        raw = [k.values_of(entry) for k in FACET_TABLE]
         return [[index[k][v] for v in values if v in index[k]] for k, values in enumerate(raw)]
 
-    papers = [
-        [e.id, e.title, e.year, facet_indices(e), " ".join(search_tokens(entry_text(e)))] for e in entries
-    ]
+    def text_tokens(entry: Entry) -> list[str]:
+        # Per text field, its analyzed tokens in order (phrases need the order), as the index has them.
+        return [" ".join(analyzed(text)) for text in text_fields(entry).values()]
+
+    papers = [[e.id, e.title, e.year, facet_indices(e), text_tokens(e)] for e in entries]
+    text_help = next(f for f in fields(QueryParams) if f.name == "text").metadata
     return {
         "version": FORMAT_VERSION,
         "facets": facets,
-        "text": {"pattern": TOKEN_PATTERN, "minLength": TOKEN_MIN_LENGTH, "stopWords": stop_words(),
-                 "fields": list(TEXT_FIELDS)},
-        # Each paper: [id, title, year, [indices per facet, in `facets` order], "space separated tokens"].
+        "text": {
+            "key": text_help["url"],
+            "pattern": TOKEN_PATTERN,
+            "minLength": TOKEN_MIN_LENGTH,
+            "stopWords": stop_words(),
+            "fields": list(TEXT_FIELDS),
+            "operators": list(OPERATORS),
+        },
+        # Each paper: [id, title, year, [value indices per facet, in `facets` order], [tokens per text field]].
         "papers": papers,
     }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from mi_catalog.query import TOKEN_MIN_LENGTH, TOKEN_PATTERN, text_analyzer
@@ -59,15 +58,10 @@ def bibtex_entry(entry: Any) -> str:
 # --- Search tokens --------------------------------------------------------------
 
 
-def search_tokens(texts: Iterable[str]) -> list[str]:
-    """Distinct analyzed tokens of some texts, in first-seen order."""
+def analyzed(text: str) -> list[str]:
+    """The analyzed tokens of one field's text, in order (stop words and 1-character tokens dropped)."""
     # The index's own analyzer: that is what makes the explore page's free-text counts agree with `query`.
-    analyzer = text_analyzer()
-    seen: dict[str, None] = {}
-    for text in texts:
-        for token in analyzer(text):
-            seen.setdefault(token.text, None)
-    return list(seen)
+    return [token.text for token in text_analyzer()(text)]
 
 
 def stop_words() -> list[str]:

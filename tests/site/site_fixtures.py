@@ -6,15 +6,12 @@ authors and summaries for free text, and one hostile title.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mi_catalog import vocab
 from mi_catalog.load import dump_entry_yaml
 from mi_catalog.schema import Entry
 
@@ -95,52 +92,43 @@ def write_catalog(folder: Path, entries: Sequence[Entry]) -> Path:
 
 # --- the query rules, in Python (the reference the explore page must agree with) ---------
 
-_TOKEN = re.compile(r"\w+(\.?\w+)*")
-
-
-@functools.cache
-def _tokens(text: str) -> frozenset[str]:
-    from whoosh.analysis import StandardAnalyzer
-
-    return frozenset(t.text for t in StandardAnalyzer()(text))
-
-
-def _query_tokens(text: str) -> list[str]:
-    from whoosh.analysis import STOP_WORDS
-
-    found = (m.group(0).lower() for m in _TOKEN.finditer(text))
-    return [t for t in found if len(t) >= 2 and t not in STOP_WORDS]
-
-
 def _resolve(name: str, value: str) -> set[str]:
-    if name in vocab.FACETS_BY_NAME:
-        return set(vocab.FACETS_BY_NAME[name].resolve(value))
-    if name == "venue":
-        return {vocab.resolve_venue(value)}
-    return {str(int(value))}
+    from mi_catalog.facets import FACETS_BY_NAME
+
+    return set(FACETS_BY_NAME[name].resolve(value))
 
 
 def _values(entry: Entry, name: str) -> set[str]:
-    if name in vocab.FACETS_BY_NAME:
-        return set(entry.facet_values(vocab.FACETS_BY_NAME[name]))
-    return {entry.venue} if name == "venue" else {str(entry.year)}
+    from mi_catalog.facets import FACETS_BY_NAME
+
+    return set(FACETS_BY_NAME[name].values_of(entry))
 
 
 def reference_matches(entries: Sequence[Entry], params: Sequence[tuple[str, str]]) -> list[Entry]:
-    """The entries matching URL-style params (("object", "head"), ("q", "refusal"), ...)."""
+    """The entries matching URL-style params (("object", "head"), ("q", "refusal"), ...), evaluated with
+    :func:`mi_catalog.textquery.matches` on the analyzed fields (the rule the page ports), not with Whoosh."""
+    from mi_catalog.index import text_fields
+    from mi_catalog.query import parse_text
+    from mi_catalog.site.text import analyzed
+    from mi_catalog.textquery import matches
+
     wanted: dict[str, set[str]] = {}
-    words: list[str] = []
+    texts: list[str] = []
     for name, value in params:
         if name == "q":
-            words += _query_tokens(value)
+            texts.append(value)
         else:
-            wanted.setdefault(name, set()).update(_resolve(name, value))
+            try:
+                wanted.setdefault(name, set()).update(_resolve(name, value))
+            except ValueError:
+                wanted.setdefault(name, set())  # unknown: the page ignores it (with a warning)
+    wanted = {k: v for k, v in wanted.items() if v}
+    tree = parse_text(" ".join(texts)) if texts else None
     out = []
     for e in entries:
         if not all(_values(e, name) & ids for name, ids in wanted.items()):
             continue
-        text = _tokens(" ".join([e.title, e.summary or "", *e.authors]))
-        if all(w in text for w in words):
+        if tree is None or matches(tree, {f: analyzed(t) for f, t in text_fields(e).items()}):
             out.append(e)
     return out
 

@@ -251,3 +251,100 @@ def test_home_taxonomy_and_chart_pages_have_no_errors(page: Any, fixture_url: st
                  "papers/refusal-direction/"]:
         response = page.goto(fixture_url + path)
         assert response is not None and response.ok, path
+
+
+# --- the CLI's query language on the page (issue 12, defect 7): same ids as `mi-catalog query` ---------
+
+LANGUAGE_QUERIES = [
+    "refus*",
+    "refusal OR sycophancy",
+    "title:refusal",
+    "refusal NOT direction",
+    '"refusal direction"',
+    '"direction of refusal"',
+    "title:(refusal OR jailbreak) NOT summary:sparse",
+    "NOT refusal",
+    "steer* vector*",
+    "ref?sal",
+    "refusal OR sycophancy persona",
+    "refusal AND direction OR sycophancy",
+    "language-specific",
+    'authors:"neel nanda"',
+    "sparse autoencoder*",
+    "(knowledge OR factual) editing NOT title:survey",
+    "the of",
+]
+
+
+def cli_ids(catalog: Any, args: list[str]) -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mi_catalog", "query", "--catalog", str(catalog), *args, "--format", "ids"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("text", LANGUAGE_QUERIES)
+def test_query_language_matches_the_cli(page: Any, real_site: BuiltSite, real_url: str, text: str) -> None:
+    import shlex
+
+    shown = open_explore(page, real_url, [("q", text)])
+    expected = cli_ids(real_site.catalog, [text])
+    assert shown == len(expected), text
+    # Every result, not only the first page.
+    while page.is_visible("[data-testid=show-more]"):
+        page.click("[data-testid=show-more]")
+    ids = page.eval_on_selector_all("[data-testid=result]", "els => els.map(e => e.dataset.id)")
+    assert sorted(ids) == sorted(expected)
+    assert page.is_hidden("[data-testid=explore-warnings]")
+    # The command the page prints returns the same set.
+    command = shlex.split(page.text_content("[data-testid=cli-equivalent]"))
+    assert command[:2] == ["mi-catalog", "query"]
+    assert sorted(cli_ids(real_site.catalog, command[2:])) == sorted(expected)
+
+
+def test_query_language_counts_from_the_issue(page: Any, real_site: BuiltSite, real_url: str) -> None:
+    # The four examples of the issue: the page found 0, 0, 0 and 4 where the CLI found 9, 13, 6 and 5.
+    for text in ("refus*", "refusal OR sycophancy", "title:refusal", "refusal NOT direction"):
+        expected = len(cli_ids(real_site.catalog, [text]))
+        assert expected > 0
+        assert open_explore(page, real_url, [("q", text)]) == expected, text
+
+
+@pytest.mark.parametrize("text", ['refusal "unclosed', "(refusal", "venue:ICLR", "refusal AND", "NOT", "title: x"])
+def test_malformed_query_is_the_cli_error(page: Any, real_site: BuiltSite, real_url: str, text: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mi_catalog", "query", "--catalog", str(real_site.catalog), text],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    message = done.stderr.strip().removeprefix("mi-catalog: error: ")
+    assert open_explore(page, real_url, [("q", text)]) == 0
+    assert page.text_content("[data-testid=explore-warnings]").strip() == message
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[("steer", "vector")], [("method", "grad")], [("source", "foundational")], [("source", "survey"), ("q", "refusal")],
+     [("year", "2024,2025")], [("object", "head,mlp"), ("method", "probe")]],
+    ids=lambda p: urlencode(p),
+)
+def test_words_prefixes_and_source_match_the_cli(page: Any, real_site: BuiltSite, real_url: str,
+                                                 params: list[tuple[str, str]]) -> None:
+    from site_fixtures import params_to_cli_args
+
+    expected = cli_ids(real_site.catalog, params_to_cli_args(params))
+    assert open_explore(page, real_url, params) == len(expected) > 0
+
+
+def test_ambiguous_value_is_reported(page: Any, real_url: str) -> None:
+    open_explore(page, real_url, [("venue", "findings")])
+    warning = page.text_content("[data-testid=explore-warnings]")
+    assert "Ambiguous venue" in warning and "Findings of EMNLP" in warning

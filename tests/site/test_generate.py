@@ -18,9 +18,9 @@ from mi_catalog import vocab
 from mi_catalog.errors import BuildError, CatalogProblemsError, UsageError
 from mi_catalog.site import pages
 from mi_catalog.site.build import MARKER, build_site, check_out_dir, require_mkdocs, run_mkdocs
-from mi_catalog.site.explore_data import explore_data, venue_alias_map
+from mi_catalog.site.explore_data import explore_data
 from mi_catalog.site.project import mkdocs_yml, write_project
-from mi_catalog.site.text import bibtex_entry, md_text, query_tokens, search_tokens
+from mi_catalog.site.text import analyzed, bibtex_entry, md_text, query_tokens
 
 ENTRIES = fixture_entries()
 BY_ID = {e.id: e for e in ENTRIES}
@@ -146,10 +146,12 @@ def test_bibtex_block_is_escaped_on_the_page() -> None:
 # --- explore data -----------------------------------------------------------------------------
 
 
-def test_explore_data_is_lean_and_vocabulary_driven() -> None:
+def test_explore_data_is_lean_and_driven_by_the_facet_table() -> None:
+    from mi_catalog.facets import FACET_NAMES
+
     data = explore_data(ENTRIES)
     names = [f["name"] for f in data["facets"]]
-    assert names == ["object", "method", "steer", "application", "venue", "year"]
+    assert tuple(names) == FACET_NAMES == ("object", "method", "steer", "application", "venue", "year", "source")
     for f in data["facets"][:4]:
         facet = vocab.FACETS_BY_NAME[f["name"]]
         assert f["aliases"] == facet.alias_map()
@@ -158,16 +160,19 @@ def test_explore_data_is_lean_and_vocabulary_driven() -> None:
     assert {g["id"]: g["children"] for g in app["groups"]}["alignment"] == ["safety", "fairness", "persona"]
     paper = next(p for p in data["papers"] if p[0] == "refusal-direction")
     assert paper[1] == BY_ID["refusal-direction"].title and paper[2] == 2024
-    assert set(paper[4].split()) == set(search_tokens(["Refusal in Language Models Is Mediated by a Single Direction",
-                                                        "Ablating one direction removes refusal.", "Andy Arditi",
-                                                        "Neel Nanda"]))
-    assert "is" not in paper[4].split() and "a" not in paper[4].split()
+    title, summary, authors = (field.split() for field in paper[4])
+    assert title == analyzed("Refusal in Language Models Is Mediated by a Single Direction")
+    assert title == ["refusal", "language", "models", "mediated", "single", "direction"]  # in order, for phrases
+    assert summary == ["ablating", "one", "direction", "removes", "refusal"]
+    assert authors == ["andy", "arditi", "neel", "nanda"]
     assert "Ablating one direction" not in json.dumps(data)  # tokens, not text
+    assert data["text"]["fields"] == ["title", "summary", "authors"] and data["text"]["key"] == "q"
 
 
 def test_venue_aliases_agree_with_resolve_venue() -> None:
-    for key, venue in venue_alias_map().items():
-        assert vocab.resolve_venue(key) == venue
+    venue = next(f for f in explore_data(ENTRIES)["facets"] if f["name"] == "venue")
+    for key, canonical in venue["aliases"].items():
+        assert vocab.resolve_venue(key) == canonical
 
 
 @pytest.mark.parametrize("query", ["Refusal in the U.S.A!", "gpt-2 & x-ray café Über a_b 3.14", "the of tbd"])
@@ -269,7 +274,7 @@ def test_server_serves_the_built_folder_on_localhost(fixture_site: BuiltSite) ->
     try:
         assert base.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(base + "assets/explore-data.json", timeout=10) as response:
-            assert json.loads(response.read())["version"] == 1
+            assert json.loads(response.read())["version"] == 2
         with pytest.raises(UsageError, match="cannot listen"):
             make_server(fixture_site.out, server.server_address[1])  # the port is taken
     finally:

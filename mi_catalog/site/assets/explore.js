@@ -2,9 +2,12 @@
  *
  * Semantics mirror `mi-catalog query`: OR within a facet, AND across facets;
  * values are resolved through the vocabulary's alias maps (exported by
- * mi_catalog/site/explore_data.py, never re-typed here); free text keeps a
- * paper when every query token is one of its analyzed tokens. State lives in
- * the query string under the CLI's flag names, so every view is a URL.
+ * mi_catalog/site/explore_data.py, never re-typed here), and a word or prefix
+ * naming exactly one value resolves as in the CLI. Free text is the CLI's query
+ * language — words, "phrases", OR, NOT, prefix* / wild?cards, field:, (groups) —
+ * ported line by line from mi_catalog/textquery.py (lex, parse, matches) and
+ * evaluated on each paper's analyzed tokens per field. State lives in the query
+ * string under the CLI's flag names, so every view is a URL.
  *
  * Catalog text only ever reaches the DOM through textContent / attributes.
  * Loaded on every page by mkdocs (extra_javascript); does nothing elsewhere.
@@ -16,7 +19,6 @@
   if (!root) return;
 
   var PAGE_SIZE = 100;
-  var TEXT_KEY = "q";
 
   // --- small DOM helper: never sets HTML ---------------------------------------------
   function el(tag, attrs, children) {
@@ -47,14 +49,171 @@
     var pattern = new RegExp(word + "+(?:\\." + word + "+)*", "gu");
     var stops = new Set(text.stopWords);
     return function (query) {
+      // In order, repeats kept: a phrase is a sequence.
       var out = [];
-      var found = query.match(pattern) || [];
-      found.forEach(function (raw) {
+      (query.match(pattern) || []).forEach(function (raw) {
         var token = raw.toLowerCase();
-        if (token.length >= text.minLength && !stops.has(token) && out.indexOf(token) < 0) out.push(token);
+        if (token.length >= text.minLength && !stops.has(token)) out.push(token);
       });
       return out;
     };
+  }
+
+  // --- the query language: a port of mi_catalog/textquery.py (lex, parse, matches) ------
+  function QueryError(message) { this.message = message; }
+
+  function malformed(text, why) { return new QueryError("malformed query '" + text + "': " + why); }
+
+  function isSpace(ch) { return /\s/.test(ch); }
+
+  function lex(text, fields, operators) {
+    var out = [], i = 0, n = text.length, pending = null;
+    var needs = function (name) { return malformed(text, name + ": needs a word, a phrase or a group right after it"); };
+    while (i < n) {
+      var ch = text[i];
+      if (isSpace(ch)) {
+        if (pending !== null) throw needs(pending);
+        i += 1;
+      } else if (ch === "(" || ch === ")") {
+        if (ch === ")" && pending !== null) throw needs(pending);
+        out.push({ kind: ch, text: "", field: ch === "(" ? pending : null });
+        pending = null;
+        i += 1;
+      } else if (ch === '"') {
+        var end = text.indexOf('"', i + 1);
+        if (end < 0) throw malformed(text, "unbalanced double quote");
+        out.push({ kind: "phrase", text: text.slice(i + 1, end), field: pending });
+        pending = null;
+        i = end + 1;
+      } else {
+        var j = i;
+        while (j < n && !isSpace(text[j]) && '()"'.indexOf(text[j]) < 0) j += 1;
+        var w = text.slice(i, j);
+        i = j;
+        var m = /^([\p{L}\p{N}_]+):([\s\S]*)$/u.exec(w);
+        if (m && pending === null) {
+          if (fields.indexOf(m[1]) < 0) {
+            throw malformed(text, "unknown field '" + m[1] + "' (searchable fields: " + fields.join(", ") +
+                            "; use --object/--method/... for facets)");
+          }
+          if (m[2]) out.push({ kind: "word", text: m[2], field: m[1] });
+          else if (i < n && '("'.indexOf(text[i]) >= 0) pending = m[1];
+          else throw needs(m[1]);
+        } else if (pending === null && operators.indexOf(w) >= 0) {
+          out.push({ kind: "op", text: w, field: null });
+        } else {
+          out.push({ kind: "word", text: w, field: pending });
+          pending = null;
+        }
+      }
+    }
+    if (pending !== null) throw needs(pending);
+    return out;
+  }
+
+  // The query tree, or null when nothing constrains (empty, or only stop words). Throws QueryError.
+  function parseText(text, analyze, fields, operators) {
+    var lexemes = lex(text, fields, operators), pos = 0;
+
+    function group(field, depth) {
+      var items = [];
+      while (pos < lexemes.length) {
+        var lx = lexemes[pos];
+        pos += 1;
+        if (lx.kind === ")") {
+          if (depth === 0) throw malformed(text, "unbalanced parentheses");
+          return items;
+        }
+        if (lx.kind === "(") items.push(reduce(group(lx.field || field, depth + 1)));
+        else if (lx.kind === "op") items.push(lx.text);
+        else items.push(leaf(lx, lx.field || field));
+      }
+      if (depth > 0) throw malformed(text, "unbalanced parentheses");
+      return items;
+    }
+
+    function leaf(lx, field) {
+      if (lx.kind === "word" && (lx.text.indexOf("*") >= 0 || lx.text.indexOf("?") >= 0)) {
+        var pattern = lx.text.toLowerCase();
+        if (!pattern.replace(/[*?]/g, "")) throw malformed(text, "'" + lx.text + "' needs letters besides wildcards");
+        return { type: "pattern", field: field, regex: globRegex(pattern) };
+      }
+      var tokens = analyze(lx.text);
+      return tokens.length ? { type: "words", field: field, tokens: tokens } : null;
+    }
+
+    function isOp(item) { return typeof item === "string"; }
+
+    function reduce(items) {
+      // NOT (prefix, right to left), then AND, then OR (infix, left to right), then juxtaposition.
+      items = items.slice();
+      for (var i = items.length - 1; i >= 0; i--) {
+        if (items[i] === "NOT") {
+          if (i + 1 >= items.length || isOp(items[i + 1])) throw malformed(text, "NOT needs a word after it");
+          var operand = items[i + 1];
+          items.splice(i, 2, operand === null ? null : { type: "not", item: operand });
+        }
+      }
+      ["AND", "OR"].forEach(function (op) {
+        var k = 0;
+        while (k < items.length) {
+          if (items[k] === op) {
+            if (k === 0 || k + 1 >= items.length || isOp(items[k - 1]) || isOp(items[k + 1])) {
+              throw malformed(text, op + " needs words on both sides");
+            }
+            items.splice(k - 1, 3, combine(op === "AND" ? "and" : "or", [items[k - 1], items[k + 1]]));
+          } else {
+            k += 1;
+          }
+        }
+      });
+      return combine("and", items);
+    }
+
+    function combine(type, parts) {
+      var flat = [];
+      parts.forEach(function (part) {
+        if (part === null) return;  // only stop words: no constraint
+        if (part.type === type) flat.push.apply(flat, part.items); else flat.push(part);
+      });
+      if (!flat.length) return null;
+      return flat.length === 1 ? flat[0] : { type: type, items: flat };
+    }
+
+    return reduce(group(null, 0));
+  }
+
+  function globRegex(pattern) {
+    var body = pattern.split("").map(function (c) {
+      return c === "*" ? "[\\s\\S]*" : c === "?" ? "[\\s\\S]" : c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    }).join("");
+    return new RegExp("^" + body + "$", "u");
+  }
+
+  // Does a paper (field name -> its analyzed tokens, in order) match the tree?
+  function matches(node, paper, fields) {
+    if (node.type === "and") return node.items.every(function (n) { return matches(n, paper, fields); });
+    if (node.type === "or") return node.items.some(function (n) { return matches(n, paper, fields); });
+    if (node.type === "not") return !matches(node.item, paper, fields);
+    var names = node.field ? [node.field] : fields;
+    for (var f = 0; f < names.length; f++) {
+      var seq = paper.fields[names[f]] || [];
+      if (node.type === "pattern") {
+        for (var t = 0; t < seq.length; t++) if (node.regex.test(seq[t])) return true;
+      } else {
+        var k = node.tokens.length;
+        if (k === 1) {
+          if (paper.sets[names[f]].has(node.tokens[0])) return true;
+          continue;
+        }
+        for (var i = 0; i + k <= seq.length; i++) {
+          var ok = true;
+          for (var j = 0; j < k && ok; j++) ok = seq[i + j] === node.tokens[j];
+          if (ok) return true;
+        }
+      }
+    }
+    return false;
   }
 
   // --- model --------------------------------------------------------------------------
@@ -66,11 +225,17 @@
       f.groups.forEach(function (g, gi) {
         g.children.forEach(function (c) { if (index.has(c)) groupOf[index.get(c)] = gi; });
       });
-      return { k: k, name: f.name, label: f.label, values: f.values, groups: f.groups, aliases: f.aliases,
-               match: f.match, index: index, groupOf: groupOf };
+      return { k: k, name: f.name, label: f.label, kind: f.kind, values: f.values, groups: f.groups,
+               aliases: f.aliases, range: f.range, index: index, groupOf: groupOf };
     });
+    var textFields = data.text.fields;
     var papers = data.papers.map(function (p) {
-      return { id: p[0], title: p[1], year: p[2], tags: p[3], tokens: new Set(p[4] ? p[4].split(" ") : []) };
+      var fields = {}, sets = {};
+      textFields.forEach(function (name, i) {
+        fields[name] = p[4][i] ? p[4][i].split(" ") : [];
+        sets[name] = new Set(fields[name]);
+      });
+      return { id: p[0], title: p[1], year: p[2], tags: p[3], fields: fields, sets: sets };
     });
     // One global order (newest first, then title), so filtered results need no sorting.
     var order = papers.map(function (_, i) { return i; });
@@ -83,21 +248,55 @@
     });
     var byName = {};
     facets.forEach(function (f) { byName[f.name] = f; });
-    return { facets: facets, byName: byName, papers: papers, order: order, tokenize: compileTokenizer(data.text) };
+    var tokenize = compileTokenizer(data.text);
+    return { facets: facets, byName: byName, papers: papers, order: order, textKey: data.text.key,
+             textFields: textFields,
+             parse: function (text) { return parseText(text, tokenize, textFields, data.text.operators); } };
   }
 
-  // Resolve one URL value to canonical ids, as the CLI does; null when unknown.
+  // Resolve one URL value to canonical ids, as the CLI does (mi_catalog.facets.FacetKind.resolve);
+  // throws a message when unknown or ambiguous.
   function resolveValue(facet, raw) {
-    if (facet.match === "exact") {
-      return /^\s*\d+\s*$/.test(raw) ? [String(parseInt(raw, 10))] : null;
+    if (facet.kind === "year") {
+      var year = /^\s*-?\d+\s*$/.test(raw) ? parseInt(raw, 10) : NaN;
+      if (isNaN(year) || year < facet.range[0] || year > facet.range[1]) throw "Unknown year \u201c" + raw + "\u201d";
+      return [String(year)];
     }
-    var id = Object.prototype.hasOwnProperty.call(facet.aliases, normalizeKey(raw)) ?
-      facet.aliases[normalizeKey(raw)] : undefined;
-    if (id === undefined) return null;
+    var key = normalizeKey(raw);
+    var id = Object.prototype.hasOwnProperty.call(facet.aliases, key) ? facet.aliases[key] : undefined;
+    if (id === undefined) {
+      var candidates = wordMatches(facet, key);
+      if (candidates.length > 1) {
+        throw "Ambiguous " + facet.name + " \u201c" + raw + "\u201d: could be " + candidates.join(", ");
+      }
+      if (!candidates.length) throw "Unknown " + facet.name + " \u201c" + raw + "\u201d";
+      id = candidates[0];
+    }
     for (var i = 0; i < facet.groups.length; i++) {
       if (facet.groups[i].id === id) return facet.groups[i].children.slice();
     }
     return [id];
+  }
+
+  // A port of vocab.Facet.word_matches: ids with a spelling that key is a word or a prefix of.
+  function wordMatches(facet, key) {
+    if (key.length < 2) return [];
+    var found = [];
+    Object.keys(facet.aliases).forEach(function (spelling) {
+      var id = facet.aliases[spelling];
+      var hit = spelling.indexOf(key) === 0 || spelling.split("-").some(function (w) { return w.indexOf(key) === 0; });
+      if (hit && found.indexOf(id) < 0) found.push(id);
+    });
+    var groupIds = facet.groups.map(function (g) { return g.id; });
+    if (found.some(function (f) { return groupIds.indexOf(f) >= 0; })) {
+      found = found.filter(function (f) {
+        if (groupIds.indexOf(f) >= 0) return true;
+        var parent = facet.index.has(f) ? facet.values[facet.index.get(f)].parent : null;
+        return found.indexOf(parent) < 0;
+      });
+    }
+    var order = groupIds.concat(facet.values.map(function (v) { return v.id; }));
+    return found.sort(function (a, b) { return order.indexOf(a) - order.indexOf(b); });
   }
 
   function emptyState(model) {
@@ -108,16 +307,23 @@
     var params = new URLSearchParams(search);
     var state = emptyState(model);
     model.facets.forEach(function (facet) {
+      var values = [];
       params.getAll(facet.name).forEach(function (raw) {
-        var ids = raw.trim() === "" ? [] : resolveValue(facet, raw);
-        if (ids === null) {
-          state.warnings.push("Unknown " + facet.name + " \u201c" + raw + "\u201d \u2014 ignored.");
+        // `?year=2024,2025` as `--year 2024,2025`: a comma list is OR, as in the CLI.
+        raw.split(",").forEach(function (part) { if (part.trim()) values.push(part); });
+      });
+      values.forEach(function (raw) {
+        var ids;
+        try {
+          ids = raw.trim() === "" ? [] : resolveValue(facet, raw);
+        } catch (message) {
+          state.warnings.push(message + " \u2014 ignored.");
           return;
         }
         ids.forEach(function (id) { state.selected[facet.k].add(id); });
       });
     });
-    state.text = params.get(TEXT_KEY) || "";
+    state.text = params.get(model.textKey) || "";
     return state;
   }
 
@@ -126,7 +332,7 @@
     model.facets.forEach(function (facet) {
       sortedIds(facet, state.selected[facet.k]).forEach(function (id) { params.append(facet.name, id); });
     });
-    if (state.text.trim()) params.set(TEXT_KEY, state.text);
+    if (state.text.trim()) params.set(model.textKey, state.text);
     var s = params.toString();
     return s ? "?" + s : "";
   }
@@ -140,6 +346,7 @@
   }
 
   // --- filtering and counting ------------------------------------------------------------
+  // The papers matching the state, newest first; {error} when the free text is malformed (the CLI exits 2).
   function filter(model, state) {
     var masks = model.facets.map(function (facet) {
       var sel = state.selected[facet.k];
@@ -148,13 +355,21 @@
       sel.forEach(function (id) { if (facet.index.has(id)) mask[facet.index.get(id)] = 1; });
       return mask;
     });
-    var tokens = model.tokenize(state.text);
+    var tree = null;
+    if (state.text.trim()) {
+      try {
+        tree = model.parse(state.text.trim());
+      } catch (err) {
+        if (!(err instanceof QueryError)) throw err;
+        return { results: [], error: err.message };
+      }
+    }
     var out = [];
     for (var n = 0; n < model.order.length; n++) {
       var p = model.papers[model.order[n]];
-      if (passesFacets(p, masks) && hasTokens(p, tokens)) out.push(model.order[n]);
+      if (passesFacets(p, masks) && (tree === null || matches(tree, p, model.textFields))) out.push(model.order[n]);
     }
-    return out;
+    return { results: out, error: null };
   }
 
   function passesFacets(paper, masks) {
@@ -165,11 +380,6 @@
       for (var i = 0; i < tags.length; i++) if (mask[tags[i]]) { hit = true; break; }
       if (!hit) return false;
     }
-    return true;
-  }
-
-  function hasTokens(paper, tokens) {
-    for (var i = 0; i < tokens.length; i++) if (!paper.tokens.has(tokens[i])) return false;
     return true;
   }
 
@@ -241,7 +451,7 @@
     });
 
     var input = el("input", { type: "search", className: "mi-explore__search", "data-testid": "search-input",
-                              placeholder: "Search titles, summaries and authors", "aria-label": "Search text" });
+                              placeholder: 'Search titles, summaries, authors: "a phrase", a OR b, NOT a, refus*, title:word', "aria-label": "Search text" });
     input.addEventListener("input", function () { onText(input.value); });
     var clear = el("button", { type: "button", className: "md-button mi-explore__clear", text: "Clear all",
                                "data-testid": "clear" });
@@ -368,13 +578,15 @@
 
     function update(push) {
       var t0 = performance.now();
-      results = filter(model, state);
+      var found = filter(model, state);
+      results = found.results;
       renderFacets(model, view, state, countFacets(model, results));
       view.count.textContent = String(results.length);
       renderResults(model, view, results, limit);
       view.cli.textContent = cliEquivalent(model, state);
-      view.warnings.hidden = state.warnings.length === 0;
-      view.warnings.textContent = state.warnings.join(" ");
+      var warnings = found.error ? state.warnings.concat([found.error]) : state.warnings;
+      view.warnings.hidden = warnings.length === 0;
+      view.warnings.textContent = warnings.join(" ");
       if (push === "push") history.pushState(null, "", location.pathname + stateToSearch(model, state));
       else if (push === "replace") history.replaceState(null, "", location.pathname + stateToSearch(model, state));
       root.setAttribute("data-update-ms", (performance.now() - t0).toFixed(2));
