@@ -51,13 +51,14 @@ def lens_sites(lm: LoadedModel) -> list[str]:
     return ["resid_pre.0", *(f"resid_post.{layer}" for layer in range(lm.n_layers))]
 
 
-def decode_layers(lm: LoadedModel, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lens probabilities → ([n_layers+1, batch, pos, d_vocab], input_ids [batch, pos])."""
+def decode_layers(lm: LoadedModel, prompts: list[str], last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lens probabilities → ([n_layers+1, batch, pos, d_vocab], input_ids [batch, pos]); ``last_only`` decodes
+    just the last position (pos = 1): the unembedding is the expensive part on a large vocabulary."""
     batch = lm.encode(prompts)
     sites = lens_sites(lm)
     with capture(lm, sites) as cache:
         lm.logits(batch)
-    resid = torch.stack([cache[s] for s in sites])  # [n_layers+1, batch, pos, d_model]
+    resid = torch.stack([cache[s][:, -1:] if last_only else cache[s] for s in sites])  # [L+1, batch, pos, d_model]
     with torch.inference_mode():
         probs = unembed(lm, resid).float().softmax(dim=-1)
     return probs, batch.input_ids
@@ -66,7 +67,7 @@ def decode_layers(lm: LoadedModel, prompts: list[str]) -> tuple[torch.Tensor, to
 def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     examples = data.examples
     answers = answer_ids(lm, examples)  # [batch]
-    probs, input_ids = decode_layers(lm, data.prompts)
+    probs, _ = decode_layers(lm, data.prompts, last_only=True)
     last = probs[:, :, -1]  # [n_layers+1, batch, d_vocab]; left padding puts every prompt's end here
     rows = torch.arange(len(examples))
     answer_prob = last[:, rows, answers.cpu()]  # [n_layers+1, batch]
@@ -95,7 +96,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                   x=[float(v) for v in x], series={"p(answer)": means.tolist(), "top-1 rate": rate.tolist()},
                   x_label="layer", y_label="probability",
                   bands={"p(answer)": ([c[0] for c in cis], [c[1] for c in cis])}),
-            _first_prompt_grid(lm, probs, input_ids, int(answers[0]), data.task),
+            _first_prompt_grid(lm, *decode_layers(lm, data.prompts[:1]), int(answers[0]), data.task),
         ],  # fmt: skip
         notes=["Reproduces the logit lens as published: ln_final and W_U applied to each block's output."],
     )

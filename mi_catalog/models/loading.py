@@ -284,11 +284,9 @@ def resolve_model_path(name_or_path: str) -> Path | None:
         from mi_catalog.toy import CHECKPOINT_DIR
 
         return CHECKPOINT_DIR
-    try:
-        from mi_catalog.models import zoo
-    except ImportError:
-        zoo = None  # type: ignore[assignment]
-    if zoo is not None and name_or_path in getattr(zoo, "MODELS", {}):
+    from mi_catalog.models import zoo
+
+    if name_or_path in zoo.REGISTRY:
         path = zoo.local_path(name_or_path)
         if path is None:
             raise ModelLoadError(f"model {name_or_path!r} is not fetched yet; run: mi-catalog models get {name_or_path}")
