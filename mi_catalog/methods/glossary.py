@@ -26,6 +26,12 @@ GLOSSARY: dict[str, str] = {
     "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
     "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
     "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    # --- FFN value vectors projected to the vocabulary (Geva et al. 2022)
+    "ffn_top_neuron_score": "Best neuron's mean activation-weighted promotion of the answer, m_j · (W_U v_j)[answer] centred over the vocabulary, at the last token.",
+    "ffn_top_layer": "Layer whose FFN (sum of its neurons' sub-updates) most promotes the answer directly.",
+    "ffn_top_layer_score": "That FFN's mean direct promotion of the answer (centred logit; output bias excluded).",
+    "ffn_topk_size": "How many top-ranked neurons the ffn_topk_* metrics and the figures cover.",
+    "ffn_topk_answer_in_top_tokens": "Share of the top-k neurons whose top promoted tokens include one of the task's answer tokens.",
     "lens_kl_logit_mean": "Held-out KL(final ‖ logit lens) in nats, mean over all token positions and every layer but the last.",
     "lens_kl_tuned_mean": "Held-out KL(final ‖ tuned lens) in nats, mean over all token positions and every layer but the last.",
     "lens_kl_reduction": "1 − lens_kl_tuned_mean / lens_kl_logit_mean: how much of the logit lens' KL the trained translators remove.",
