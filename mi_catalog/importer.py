@@ -21,18 +21,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
 
 from mi_catalog import vocab
 from mi_catalog.fsutil import atomic_write_text
+from mi_catalog.identity import arxiv_id_from_url, canonical_link, link_key, normalize_title
 from mi_catalog.load import EntryFileError, dump_entry_yaml, load_entry
 from mi_catalog.paths import catalog_files
 from mi_catalog.schema import Entry, Links, Provenance, Tags, UpstreamRow
 
 SOURCE: Literal["awesome-actionable-mi-survey"] = "awesome-actionable-mi-survey"
 NO_TAG = {"-", "", "—", "n/a"}
-_ARXIV_IN_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})(?:v\d+)?", re.I)
-_ARXIV_DOI = re.compile(r"10\.48550/arxiv\.(\d{4}\.\d{4,5})", re.I)
 _ACL_ID = re.compile(r"(?:aclanthology\.org/|10\.18653/v1/)(\d{4})\.([a-z-]+?)(?:-main|-long|-short|-1)?\.(\d+)", re.I)
 
 # ACL Anthology volume → (venue id, venue_detail) where the upstream venue column is wrong or too coarse.
@@ -115,39 +113,6 @@ def parse_awesome(text: str) -> list[Row]:
 # ---------------------------------------------------------------- normalisation
 
 
-def normalize_title(title: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", title.lower()).split())
-
-
-def arxiv_id_from_url(url: str) -> str | None:
-    m = _ARXIV_IN_URL.search(url) or _ARXIV_DOI.search(url)
-    return m.group(1) if m else None
-
-
-def canonical_link(url: str) -> str:
-    """The link as the catalog stores it: unescaped, https, arXiv and OpenReview pages not PDFs."""
-    url = url.replace("\\_", "_").strip()
-    arxiv = arxiv_id_from_url(url)
-    if arxiv:
-        return f"https://arxiv.org/abs/{arxiv}"
-    parts = urlsplit(url)
-    if parts.netloc.endswith("openreview.net") and parts.path in ("/pdf", "/forum"):
-        ident = parse_qs(parts.query).get("id", [""])[0]
-        if ident:
-            return f"https://openreview.net/forum?id={ident}"
-    if url.startswith("http://"):
-        url = "https://" + url[len("http://") :]
-    return url
-
-
-def link_key(url: str) -> str:
-    """Matching key for a link: host without www, path without trailing slash, the OpenReview id."""
-    parts = urlsplit(canonical_link(url))
-    host = parts.netloc.lower().removeprefix("www.")
-    key = f"{host}{parts.path.rstrip('/')}".lower().removesuffix(".pdf")
-    return f"{key}?{parts.query}" if host == "openreview.net" else key
-
-
 def _resolve_tag(facet: vocab.Facet, raw: str, notes: list[str]) -> list[str]:
     """One upstream tag cell → canonical ids, fixing typos and recording the fix."""
     if raw.strip().lower() in NO_TAG:
@@ -222,6 +187,10 @@ class Candidate:
     def title_key(self) -> str:
         return normalize_title(self.title)
 
+    @property
+    def link_key(self) -> str:
+        return link_key(self.link)
+
 
 def _candidate(row: Row) -> Candidate:
     cells = row.cells
@@ -247,21 +216,39 @@ def _candidate(row: Row) -> Candidate:
 
 
 def _similar_titles(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    # real_quick_ratio and quick_ratio are cheap upper bounds of ratio: same answer, far fewer full comparisons.
-    m = difflib.SequenceMatcher(None, a, b)
-    return m.real_quick_ratio() >= 0.85 and m.quick_ratio() >= 0.85 and m.ratio() >= 0.85
+    return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.85
 
 
 def _same_paper(a: Candidate, b: Candidate) -> bool:
-    """Same paper: an identifier agrees and the titles agree, or the titles agree and no identifier conflicts."""
-    titles = _similar_titles(a.title_key, b.title_key)
-    if not titles:
-        return False
-    ids_agree = (a.arxiv is not None and a.arxiv == b.arxiv) or link_key(a.link) == link_key(b.link)
-    ids_conflict = (a.arxiv and b.arxiv and a.arxiv != b.arxiv) or link_key(a.link) != link_key(b.link)
-    return ids_agree or not ids_conflict
+    """Same paper: an identifier (arXiv id or link) agrees and the titles agree (or nearly: typos upstream)."""
+    ids_agree = (a.arxiv is not None and a.arxiv == b.arxiv) or a.link_key == b.link_key
+    return ids_agree and _similar_titles(a.title_key, b.title_key)
+
+
+class _Keys:
+    """Candidates by exact key (arXiv id, link key), so matching never compares every pair:
+    only records sharing an identifier are compared by title (exact key first, then difflib)."""
+
+    def __init__(self) -> None:
+        self.items: list[Candidate] = []
+        self._by: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, cand: Candidate) -> None:
+        self.items.append(cand)
+        for key in self._keys(cand):
+            self._by.setdefault(key, []).append(len(self.items) - 1)
+
+    @staticmethod
+    def _keys(cand: Candidate) -> list[tuple[str, str]]:
+        return [("link", cand.link_key)] + ([("arxiv", cand.arxiv)] if cand.arxiv else [])
+
+    def match(self, cand: Candidate) -> int | None:
+        """Position of the first (earliest added) record that is the same paper as ``cand``."""
+        near = sorted({i for key in self._keys(cand) for i in self._by.get(key, ())})
+        exact = [i for i in near if self.items[i].title_key == cand.title_key]
+        if exact:
+            return exact[0]
+        return next((i for i in near if _same_paper(self.items[i], cand)), None)
 
 
 def _merge(into: Candidate, other: Candidate) -> None:
@@ -279,14 +266,15 @@ def _merge(into: Candidate, other: Candidate) -> None:
 
 def group_rows(rows: Iterable[Row]) -> list[Candidate]:
     """One candidate per paper; duplicated rows are merged keeping every tag."""
-    groups: list[Candidate] = []
+    keys = _Keys()
     for row in rows:
         cand = _candidate(row)
-        twin = next((g for g in groups if _same_paper(g, cand)), None)
+        twin = keys.match(cand)
         if twin is None:
-            groups.append(cand)
+            keys.add(cand)
         else:
-            _merge(twin, cand)
+            _merge(keys.items[twin], cand)
+    groups = keys.items
     for g in groups:
         if len(g.rows) > 1:
             sections = ", ".join(r.section for r in g.rows)
@@ -300,15 +288,21 @@ def group_rows(rows: Iterable[Row]) -> list[Candidate]:
 
 def _flag_shared(groups: list[Candidate]) -> None:
     """Different papers that share a title or a link upstream: record it on each, for a curator to check."""
-    for a in groups:
-        for b in groups:
-            if a is b:
+    by_title: dict[str, list[int]] = {}
+    by_link: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_title.setdefault(g.title_key, []).append(i)
+        by_link.setdefault(g.link_key, []).append(i)
+    for i, a in enumerate(groups):
+        for j in sorted(set(by_title[a.title_key]) | set(by_link[a.link_key])):
+            b = groups[j]
+            if j == i:
                 continue
             if a.title_key == b.title_key:
                 a.notes.append(
                     f"Another upstream row has the same title but points at a different paper ({b.link}); kept separate."
                 )
-            elif link_key(a.link) == link_key(b.link):
+            else:
                 a.notes.append(f"Upstream link is also used for {b.title!r}: one of the two links is wrong.")
 
 
@@ -347,16 +341,29 @@ def _unique_id(base: str, year: int, taken: set[str]) -> str:
 # ---------------------------------------------------------------- matching the catalog
 
 
-def _existing_match(cand: Candidate, entries: list[Entry]) -> Entry | None:
-    recorded = {(r.cells.title, r.cells.link) for r in cand.rows}
-    for entry in entries:
-        if any((r.title, r.link) in recorded for r in entry.provenance.upstream_rows):
-            return entry
-    for entry in entries:
-        other = Candidate([], entry.title, entry.year, entry.venue, None, entry.links.paper, entry.links.arxiv, {}, [])
-        if _same_paper(cand, other):
-            return entry
-    return None
+class _Existing:
+    """The catalog's entries, indexed by their upstream rows and by identifier."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Entry] = {}
+        self.keys = _Keys()
+        self.entries: list[Entry] = []
+
+    def add(self, entry: Entry) -> None:
+        for r in entry.provenance.upstream_rows:
+            self.rows.setdefault((r.title, r.link), entry)
+        self.entries.append(entry)
+        self.keys.add(
+            Candidate([], entry.title, entry.year, entry.venue, None, entry.links.paper, entry.links.arxiv, {}, [])
+        )
+
+    def match(self, cand: Candidate) -> Entry | None:
+        for r in cand.rows:
+            found = self.rows.get((r.cells.title, r.cells.link))
+            if found is not None:
+                return found
+        i = self.keys.match(cand)
+        return None if i is None else self.entries[i]
 
 
 def _to_entry(cand: Candidate, entry_id: str) -> Entry:
@@ -383,23 +390,23 @@ def import_awesome(markdown_path: Path, catalog_dir: Path, *, dry_run: bool = Fa
     rows = parse_awesome(text)
     report = ImportReport(rows=len(rows))
     catalog_dir.mkdir(parents=True, exist_ok=True)
-    existing: list[Entry] = []
+    existing = _Existing()
     taken: set[str] = set()
     for path in catalog_files(catalog_dir):
         taken.add(path.stem)
         try:
-            existing.append(load_entry(path))
+            existing.add(load_entry(path))
         except EntryFileError as err:
             # Never guess about a broken file: it is reported, and its id stays reserved.
             report.skipped.append((path.name, f"existing file is invalid, not matched against: {err.problems[0]}"))
     for cand in group_rows(rows):
-        match = _existing_match(cand, existing)
+        match = existing.match(cand)
         if match is not None:
             report.skipped.append((cand.title, f"already in the catalog as {match.id}"))
             continue
         entry = _to_entry(cand, _unique_id(slugify(cand.title), cand.year, taken))
         taken.add(entry.id)
-        existing.append(entry)
+        existing.add(entry)
         if not dry_run:
             atomic_write_text(catalog_dir / f"{entry.id}.yaml", dump_entry_yaml(entry))
         report.added.append((entry.id, entry.title))

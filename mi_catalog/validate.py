@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mi_catalog.checks import content_problems
+from mi_catalog.identity import link_key, normalize_title
 from mi_catalog.impl_info import IMPLS_DIR, ImplDeclarationError, ImplInfo, discover_impls
-from mi_catalog.importer import link_key, normalize_title
 from mi_catalog.load import LoadResult, Problem, load_catalog
 from mi_catalog.paths import catalog_files, default_catalog_dir
 from mi_catalog.schema import Entry

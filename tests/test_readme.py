@@ -30,11 +30,7 @@ README = REPO / "README.md"
 BIN = Path(sys.executable).parent
 LEAD_SECTIONS = ("Running a reference implementation", "The model layer", "The toy model")
 # Examples in the lead's sections that fail today (checked when this file was written), by test id.
-LEAD_XFAIL = {
-    "console-running-a-reference-implementation-3",  # `run locating-and-editing-...` (defect 5/6 rework)
-    "console-running-a-reference-implementation-4",  # `--model gpt2` needs the Hub (offline here)
-    "python-the-model-layer-1",  # the snippet uses an undefined name `v`
-}
+LEAD_XFAIL: set[str] = set()
 # Examples that train or download run only with the slow tests.
 SLOW_MARKERS = ("mi-catalog run", "mi-catalog toy train")
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from support import UPSTREAM
 
-from mi_catalog.importer import canonical_link, import_awesome, parse_awesome, slugify
+from mi_catalog.identity import canonical_link
+from mi_catalog.importer import import_awesome, parse_awesome, slugify
 from mi_catalog.load import load_catalog, load_entry
 
 HEADER = "| Paper | Object | Localizing Method | Steering Method | Venue | Year | Link |\n| :--- | :--- | :--- | :--- | :---: | :---: | :---: |\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support import write_entry
+from support import SMALL_CATALOG, write_entry
 
 from mi_catalog.validate import validate_catalog
 
@@ -104,15 +104,28 @@ def test_duplicate_impl_ids_are_an_error(small_catalog: Path, tmp_path: Path) ->
 
 
 def test_cli_validate_exit_codes_and_json(small_catalog: Path, cli) -> None:
+    # The fixture cites impl 'logit-lens', which does not list it back: drop that to make it valid.
+    write_entry(small_catalog, "knowledge-circuits-heads", **{**SMALL_CATALOG["knowledge-circuits-heads"], "impls": []})
     ok = cli("validate", "--catalog", str(small_catalog))
-    # the fixture cites impl 'logit-lens'; it is valid exactly when the real impl exists and lists it back
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "6 files checked: OK" in ok.stdout
+    as_json = cli("validate", "--catalog", str(small_catalog), "--format", "json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["problems"] == []
     (small_catalog / "python-tag.yaml").write_bytes(BAD_FILES["python-tag.yaml"])
     bad = cli("validate", "--catalog", str(small_catalog), "--format", "json")
     assert bad.returncode == 1, bad.stderr
     report = json.loads(bad.stdout)
     assert report["files"] == 7
-    assert any(p["file"] == "python-tag.yaml" for p in report["problems"])
+    assert {p["file"] for p in report["problems"]} == {"python-tag.yaml"}
     assert "Traceback" not in bad.stderr + ok.stderr
+
+
+def test_cli_validate_empty_folder_says_nothing_to_validate(tmp_path: Path, cli) -> None:
+    res = cli("validate", "--catalog", str(tmp_path))
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [
+        f"mi-catalog: error: nothing to validate: no catalog entry files (*.yaml) in {tmp_path.resolve()}"
+    ]
 
 
 def test_cli_validate_ok_on_clean_catalog(tmp_path: Path, cli) -> None:
