@@ -15,7 +15,8 @@ induction task the layer-0 current-token heads L0H2/L0H0 then rank above the ind
 their output at the corrupted token carries its identity, and exact patching of L0H2 at all positions
 restores 0.46 of the gap versus 0.30 for L1H0 (seed 0). The metric is the logit difference answer − corrupt answer (log p(answer)
 when the task names no corrupt answer); contrast prompts come from the task (the toy's own pairs; see
-``_contrast``), and when a task has none (English facts) the subject embeddings are noised instead.
+``_contrast``), and when a task has none (English facts) the subject embeddings are noised instead;
+``Spec.corruption="shuffle"`` permutes each prompt's tokens instead (metric: answer − the shuffled run's top token).
 Scores are reported normalised by the mean clean − corrupt metric gap (1 ≈ "restoring this alone would
 recover the whole gap, to first order"), with bootstrap intervals over prompts.
 
@@ -70,6 +71,7 @@ class Spec:
     seed: int = 0
     positions: str = "last"  # "last": the last token (where the metric is read); "all": summed over positions
     top_neurons: int = 20  # neurons reported as findings
+    corruption: str = "task"  # "task": the examples' contrast prompts (noise without them); "shuffle": permuted prompts
     noise_scale: float = 3.0  # only when the task has no contrast prompts (subject-embedding noise, × std(W_E))
 
 
@@ -117,7 +119,7 @@ def attribute(lm: LoadedModel, pair: Contrast, positions: str = "all") -> Attrib
 def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     if spec.positions not in ("all", "last"):
         raise ValueError(f"positions={spec.positions!r}; use 'all' or 'last'")
-    pair = make_contrast(lm, data.examples, spec.seed, spec.noise_scale)
+    pair = make_contrast(lm, data.examples, spec.seed, spec.noise_scale, spec.corruption)
     data.progress("attribution patching", 0, 1)
     attr = attribute(lm, pair, spec.positions)
     data.progress("attribution patching", 1, 1)
@@ -196,11 +198,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     n_pos = resid_mean.shape[1]
     resid_rows = [*(f"resid_pre.{layer}" for layer in range(lm.n_layers)), f"resid_post.{lm.n_layers - 1}"]
     where = "all positions" if spec.positions == "all" else "the last position"
-    corruption = (
-        "the task's contrast prompts"
-        if pair.mode == "contrast"
-        else f"Gaussian noise ({spec.noise_scale}×std(W_E)) on the subject embeddings"
-    )
+    corruption = pair.describe(spec.noise_scale)
     top_neuron_findings = [f for f in findings if f.object == "neuron"]
     return Output(
         metrics=metrics,

@@ -65,7 +65,7 @@ GLOSSARY: dict[str, str] = {
     "ablation_set_size": "How many top units ablation_set_drop ablates together.",
     # --- attribution patching (gradient × activation difference)
     "clean_metric": "Mean task metric on the clean prompts (logit difference answer − corrupt answer, or log p(answer) when the task names no corrupt answer; see notes).",
-    "corrupt_metric": "Mean task metric on the corrupted prompts (contrast prompt, or subject-embedding noise).",
+    "corrupt_metric": "Mean task metric on the corrupted prompts (contrast prompt, shuffled prompt, or subject-embedding noise).",
     "attr_top_head": "Attribution (a_clean − a_corrupt)·∂metric/∂a of the best head, ÷ the mean clean − corrupt metric gap.",
     "attr_heads_total": "Sum of all heads' attributions ÷ the gap (first-order estimate of patching every head output).",
     "attr_top_neuron": "Attribution of the best FFN neuron (mlp_act) ÷ the gap.",
@@ -73,6 +73,13 @@ GLOSSARY: dict[str, str] = {
     "attr_resid_peak": "Largest mean attribution of one residual-stream point (layer × position) ÷ the gap.",
     "forward_passes": "Forward passes the method used in total (all prompts batched).",
     "backward_passes": "Backward passes the method used in total (all prompts batched).",
+    # --- edge attribution patching (circuit discovery)
+    "n_edges": "Edges in the graph scored by EAP (upstream embeddings/heads/MLPs → downstream attention layers/MLPs/logits).",
+    "circuit_edges": "Fewest top-|score| edges whose faithfulness reaches the threshold (Spec.threshold, default 0.8); -1 if none on the k grid.",
+    "circuit_edge_fraction": "circuit_edges ÷ n_edges (-1 if the threshold is never reached).",
+    "circuit_faithfulness": "(metric − corrupt) ÷ (clean − corrupt) with only the circuit's edges kept, every other edge patched from the corrupt run.",
+    "circuit_heads": "Attention heads that send at least one edge of the circuit.",
+    "faithfulness_top10": "Faithfulness with only the 10 top-|score| edges kept.",
 }
 
 
