@@ -49,7 +49,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``command``, register command modules in order only until one provides it
+    (`mi-catalog query` then never imports the run/toy/models/site modules: a faster cold start)."""
     import importlib
 
     parser = Parser(
@@ -63,11 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
         module.register(subparsers)
+        if command is not None and command in subparsers.choices:
+            break
     return parser
 
 
+def _command_word(argv: Sequence[str]) -> str | None:
+    # The sub-command is the first word; anything else (--help, --version, nothing) needs the full parser.
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     handler: Handler = args.func
     try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mi_catalog import textquery
 from mi_catalog.errors import QueryError
 from mi_catalog.facets import FACET_NAMES, FACET_TABLE, FacetKind, parse_year
+
+if TYPE_CHECKING:
+    from mi_catalog import textquery
 
 SORTS = ("relevance", "year", "title")
 _TEXT_HELP = (
@@ -147,6 +149,7 @@ class Query:
 
 def parse_text(text: str) -> textquery.Node | None:
     """The free-text query tree (see :mod:`mi_catalog.textquery`), analyzed like the index."""
+    from mi_catalog import textquery  # only with free text: a facet-only query never loads the parser
 
     def analyze(word: str) -> list[str]:
         return [t.text for t in text_analyzer()(word)]

@@ -13,11 +13,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mi_catalog import textquery
 from mi_catalog.facets import FACET_TABLE, FACETS_BY_NAME
 from mi_catalog.query import Hit, Query, QueryResult, parse_text
+
+if TYPE_CHECKING:
+    from mi_catalog import textquery
 
 
 @dataclass
@@ -76,6 +78,8 @@ class IndexSearcher:
     def _leaf_queries(self, node: textquery.Words | textquery.Pattern) -> Any:
         from whoosh import query as wq
 
+        from mi_catalog import textquery
+
         names = [node.field] if node.field else list(textquery.TEXT_FIELDS)
         if isinstance(node, textquery.Pattern):
             prefix = node.prefix
@@ -87,6 +91,8 @@ class IndexSearcher:
         return wq.Or([wq.Phrase(f, list(node.tokens)) for f in names])
 
     def _eval(self, node: textquery.Node, scoring: list[Any]) -> set[int]:
+        from mi_catalog import textquery
+
         if isinstance(node, textquery.And):
             out = self._eval(node.items[0], scoring)
             for item in node.items[1:]:

@@ -13,7 +13,6 @@ imports it on every call.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -106,6 +105,8 @@ class Facet:
 
     def suggest(self, value: str) -> list[str]:
         key = normalize_key(value)
+        import difflib  # only on a typo: keeps the query path's start-up light
+
         close = difflib.get_close_matches(key, list(self._lookup), n=3, cutoff=0.6)
         seen: list[str] = []
         for c in close:
@@ -455,6 +456,8 @@ def resolve_venue(value: str) -> str:
     """Canonical venue id for what a user (or the upstream list) wrote, e.g. 'Arxiv' → 'arXiv'."""
     found = _VENUE_LOOKUP.get(normalize_key(value))
     if found is None:
+        import difflib
+
         close = difflib.get_close_matches(normalize_key(value), list(_VENUE_LOOKUP), n=4, cutoff=0.6)
         names = list(dict.fromkeys(_VENUE_LOOKUP[c] for c in close))[:2]
         hint = f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
