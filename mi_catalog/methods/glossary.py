@@ -80,6 +80,14 @@ GLOSSARY: dict[str, str] = {
     "circuit_faithfulness": "(metric − corrupt) ÷ (clean − corrupt) with only the circuit's edges kept, every other edge patched from the corrupt run.",
     "circuit_heads": "Attention heads that send at least one edge of the circuit.",
     "faithfulness_top10": "Faithfulness with only the 10 top-|score| edges kept.",
+    # --- knowledge neurons (integrated gradients)
+    "n_facts": "Distinct facts (subject, relation, answer) among the prompts; a fact's prompts share its knowledge neurons.",
+    "ig_steps": "Riemann steps of the integrated gradients (activation scaled from 0 to its value; the paper uses 20).",
+    "kn_per_fact": "Mean number of knowledge neurons per fact (coarse in at least Spec.share of the fact's prompts).",
+    "kn_suppress_change": "Mean relative change (p_after − p_before) ÷ p_before of p(answer) when the fact's knowledge neurons are zeroed at the last token.",
+    "kn_suppress_change_random": "The same for as many random neurons from the same layers (averaged over draws).",
+    "kn_amplify_change": "Mean relative change of p(answer) when the knowledge neurons are amplified (× Spec.amplify, default 2) at the last token.",
+    "kn_amplify_change_random": "The same for as many random neurons from the same layers.",
 }
 
 
