@@ -29,8 +29,12 @@ from mi_catalog.fsutil import atomic_write_text
 from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
 from mi_catalog.query import Hit, text_analyzer
 
-INDEX_FORMAT = 2  # bump when the index schema or the stored record changes
+INDEX_FORMAT = 3  # bump when the index schema, the stored record or the facet table file changes
 META_FILE = "mi-catalog-meta.json"
+# Beside the Whoosh files: per document (in Whoosh's document order) its id, sort keys and result
+# record, and per facet field value → documents. A query without free text reads only this file
+# (and never imports Whoosh); free text and `show` open the Whoosh index.
+FACETS_FILE = "mi-catalog-facets.json"
 
 
 # ---------------------------------------------------------------- freshness
@@ -127,14 +131,42 @@ def write_index(entries: Iterable[Any], target: Path, meta: Mapping[str, Any]) -
     target.mkdir(parents=True)
     idx = whoosh_index.create_in(str(target), _schema())
     writer = idx.writer(limitmb=256)
+    entries_by_id: dict[str, Any] = {}
     try:
         for entry in entries:
             writer.add_document(**_document(entry))
+            entries_by_id[entry.id] = entry
     except BaseException:
         writer.cancel()
         raise
     writer.commit()
+    _write_facet_table(idx, entries_by_id, target / FACETS_FILE)
     (target / META_FILE).write_text(json.dumps(dict(meta), indent=2), encoding="utf-8")
+
+
+def _write_facet_table(idx: Any, entries_by_id: Mapping[str, Any], path: Path) -> None:
+    ids: list[str] = []
+    with idx.reader() as reader:
+        for docnum, stored in reader.iter_docs():
+            if docnum != len(ids):
+                raise RuntimeError(f"index documents are not numbered 0..n-1 (got {docnum} after {len(ids)})")
+            ids.append(stored["id"])
+    terms: dict[str, dict[str, list[int]]] = {k.index_field: {} for k in FACET_TABLE}
+    terms["has_impl"] = {}
+    for docnum, entry_id in enumerate(ids):
+        entry = entries_by_id[entry_id]
+        for kind in FACET_TABLE:
+            for value in kind.values_of(entry):
+                terms[kind.index_field].setdefault(value, []).append(docnum)
+        terms["has_impl"].setdefault("1" if entry.impls else "0", []).append(docnum)
+    table = {
+        "ids": ids,
+        "years": [entries_by_id[i].year for i in ids],
+        "titles": [entries_by_id[i].title.casefold() for i in ids],
+        "hits": [entry_record(entries_by_id[i])["hit"] for i in ids],
+        "terms": terms,
+    }
+    path.write_text(json.dumps(table, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:

@@ -1,9 +1,9 @@
 """The searcher: an open index answering :class:`~mi_catalog.query.Query` objects.
 
-Facet filtering and counting use per-term document sets read from the index
-(cached per searcher); the free text is evaluated node by node
-(:mod:`mi_catalog.textquery`: each word, phrase or pattern is one Whoosh query,
-combined with set operations), and Whoosh's BM25 scores the matches.
+Facet filtering, counting, ordering and the result records come from the facet table the
+index store writes beside the Whoosh files, so a query without free text never imports Whoosh.
+Free text is evaluated node by node (:mod:`mi_catalog.textquery`: each word, phrase or pattern
+is one Whoosh query, combined with set operations), and Whoosh's BM25 scores the matches.
 The index itself (building, freshness, the atomic swap) is :mod:`mi_catalog.index`.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,36 +21,42 @@ if TYPE_CHECKING:
     from mi_catalog import textquery
 
 
-@dataclass
 class IndexSearcher:
-    """An open index with per-term document sets cached for fast facet filtering and counting."""
+    """An open index: facet filtering, counting, ordering and result records come from the facet
+    table written beside the Whoosh files (:data:`mi_catalog.index.FACETS_FILE`); the Whoosh index
+    itself is opened only for free text and for full entries."""
 
-    path: Path
-    _searcher: Any = None
-    _term_docs: dict[str, dict[str, frozenset[int]]] = field(default_factory=dict)
-    _keys: tuple[list[int], list[str]] | None = None
+    def __init__(self, path: Path) -> None:
+        from mi_catalog.index import FACETS_FILE
 
-    def __post_init__(self) -> None:
-        from whoosh import index as whoosh_index
+        self.path = path
+        table = json.loads((path / FACETS_FILE).read_text(encoding="utf-8"))
+        self._ids: list[str] = table["ids"]
+        self._years: list[int] = table["years"]
+        self._titles: list[str] = table["titles"]
+        self._hits: list[dict[str, Any]] = table["hits"]
+        self._terms: dict[str, dict[str, frozenset[int]]] = {
+            name: {v: frozenset(docs) for v, docs in values.items()} for name, values in table["terms"].items()
+        }
+        self.all_docs = frozenset(range(len(self._ids)))
+        self._whoosh: Any = None
 
-        self._searcher = whoosh_index.open_dir(str(self.path)).searcher()
-        self.all_docs = frozenset(self._searcher.reader().all_doc_ids())
+    @property
+    def _searcher(self) -> Any:
+        if self._whoosh is None:
+            from whoosh import index as whoosh_index
+
+            self._whoosh = whoosh_index.open_dir(str(self.path)).searcher()
+        return self._whoosh
 
     def close(self) -> None:
-        self._searcher.close()
+        if self._whoosh is not None:
+            self._whoosh.close()
+            self._whoosh = None
 
     def term_docs(self, fieldname: str) -> dict[str, frozenset[int]]:
-        """Value → document numbers for one keyword field (cached)."""
-        cached = self._term_docs.get(fieldname)
-        if cached is None:
-            reader = self._searcher.reader()
-            cached = {}
-            if self.all_docs:
-                for raw in reader.lexicon(fieldname):
-                    value = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-                    cached[value] = frozenset(reader.postings(fieldname, raw).all_ids())
-            self._term_docs[fieldname] = cached
-        return cached
+        """Value → document numbers for one facet field."""
+        return self._terms.get(fieldname, {})
 
     def _union(self, fieldname: str, values: Iterable[str]) -> set[int]:
         docs = self.term_docs(fieldname)
@@ -132,21 +137,8 @@ class IndexSearcher:
             counts[kind.name] = kind.ordered({v: c for v, c in per_value.items() if c})
         return counts
 
-    def _sort_keys(self) -> tuple[list[int], list[str]]:
-        """Year and casefolded title of every document, read once per searcher."""
-        if self._keys is None:
-            reader = self._searcher.reader()
-            n = reader.doc_count_all()
-            if n == 0:
-                self._keys = ([], [])
-            else:
-                years = reader.column_reader("year_sort")
-                titles = reader.column_reader("title_sort")
-                self._keys = ([years[d] for d in range(n)], [titles[d] for d in range(n)])
-        return self._keys
-
     def _order(self, docs: Iterable[int], query: Query, scores: Mapping[int, float]) -> list[int]:
-        years, titles = self._sort_keys()
+        years, titles = self._years, self._titles
         if query.sort == "title":
             return sorted(docs, key=titles.__getitem__)
         by_year = sorted(docs, key=lambda d: (-years[d], titles[d]))
@@ -168,17 +160,17 @@ class IndexSearcher:
             matched, scores = self._text_match(query.text, matched, top)
         ordered = self._order(matched, query, scores)
         shown = ordered if query.limit is None else ordered[: query.limit]
-        hits = tuple(_hit(self.record(d)["hit"], scores.get(d) if query.text else None) for d in shown)
+        hits = tuple(_hit(self._hits[d], scores.get(d) if query.text else None) for d in shown)
         return QueryResult(total=len(matched), facets=self.facet_counts(matched), results=hits)
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
-        if not self.all_docs:
+        """The stored record (``hit`` and the full ``entry``) of one entry, or None."""
+        if entry_id not in self._ids:
             return None
-        docnum = self._searcher.document_number(id=entry_id)
-        return None if docnum is None else self.record(docnum)
+        return self.record(self._ids.index(entry_id))
 
     def ids(self) -> list[str]:
-        return sorted(self.term_docs("id"))
+        return sorted(self._ids)
 
 
 def _hit(data: Mapping[str, Any], score: float | None) -> Hit:

@@ -111,3 +111,27 @@ def test_catalog_side_modules_import_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_facet_only_query_never_imports_whoosh(small_catalog: Path) -> None:
+    """The facet table beside the index answers queries without free text; Whoosh loads for text only."""
+    index.ensure_index(small_catalog)
+    code = (
+        "import sys, io, contextlib; from mi_catalog.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out): code = main(sys.argv[1:])\n"
+        "print(code, 'whoosh' in sys.modules, out.getvalue().count('\"id\"'))"
+    )
+
+    def run(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, "query", *argv, "--catalog", str(small_catalog), "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run("--object", "head", "--method", "probe") == ["0", "False", "1"]
+    assert run("refusal") == ["0", "True", "2"]
