@@ -157,11 +157,6 @@ def parse_text(text: str) -> textquery.Node | None:
     return textquery.parse(text, analyze)
 
 
-def build_query(text: str | None = None, **kwargs: Any) -> Query:
-    """``QueryParams.of(text, **kwargs).resolve()``: the API's and the tests' shorthand."""
-    return QueryParams.of(text, **kwargs).resolve()
-
-
 @dataclass(frozen=True)
 class Hit:
     """One matching paper, as the index stores it (the stable JSON record)."""

@@ -193,5 +193,3 @@ class Entry(_Strict):
     def facet_values(self, facet: vocab.Facet) -> list[str]:
         return list(getattr(self.tags, facet.field))
 
-
-ENTRY_FIELDS: tuple[str, ...] = tuple(Entry.model_fields)

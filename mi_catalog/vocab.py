@@ -384,9 +384,13 @@ FACETS_BY_FIELD: dict[str, Facet] = {f.field: f for f in FACETS}
 @dataclass(frozen=True)
 class Venue:
     id: str
-    kind: str  # conference | findings | journal | workshop | preprint | blog
+    kind: str  # one of VENUE_KINDS
     label: str
     aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in VENUE_KINDS:
+            raise ValueError(f"venue {self.id}: kind {self.kind!r} is not one of {', '.join(VENUE_KINDS)}")
 
 
 VENUE_KINDS = ("conference", "findings", "journal", "workshop", "preprint", "blog")
