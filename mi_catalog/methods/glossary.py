@@ -26,6 +26,15 @@ GLOSSARY: dict[str, str] = {
     "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
     "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
     "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    # --- language-specific neurons (LAPE, Tang et al. 2024)
+    "lape_n_languages": "Languages (labels) the activation probabilities are compared across.",
+    "lape_n_selected": "Neurons LAPE selects: the lowest activation-probability entropy (top_rate of all neurons) among those above the probability threshold.",
+    "lape_prob_threshold": "Activation-probability threshold: the prob_quantile quantile of all P(act > 0) values.",
+    "lape_own_drop": "Mean drop in p(answer) on held-out prompts of a language when that language's neurons are zeroed (pooled over languages).",
+    "lape_other_drop": "Mean drop in p(answer) on held-out prompts of the other languages when one language's neurons are zeroed.",
+    "lape_selectivity": "lape_own_drop − lape_other_drop (LAPE's claim: clearly positive).",
+    "lape_own_accuracy_drop": "Drop in top-1 accuracy on a language's held-out prompts when its own neurons are zeroed.",
+    "lape_other_accuracy_drop": "Drop in top-1 accuracy on the other languages' held-out prompts when one language's neurons are zeroed.",
     # --- FFN value vectors projected to the vocabulary (Geva et al. 2022)
     "ffn_top_neuron_score": "Best neuron's mean activation-weighted promotion of the answer, m_j · (W_U v_j)[answer] centred over the vocabulary, at the last token.",
     "ffn_top_layer": "Layer whose FFN (sum of its neurons' sub-updates) most promotes the answer directly.",
