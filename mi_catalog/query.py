@@ -112,6 +112,13 @@ class QueryParams:
         return Query(text, filters, since, until, bool(self.has_impl), sort, limit)
 
 
+def url_keys() -> dict[str, str]:
+    """The explore page's URL keys → QueryParams fields: every facet under its own name, the text as ``q``."""
+    keys = {f.name: f.name for f in fields(QueryParams) if f.metadata.get("facet")}
+    text = next(f for f in fields(QueryParams) if f.name == "text")
+    return {text.metadata["url"]: "text", **keys}
+
+
 def _as_tuple(values: Any) -> tuple[str, ...]:
     # Catalog().query(object="head") and object=["head", "ffn"] alike; years may be ints.
     if values is None:

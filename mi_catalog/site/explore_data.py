@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 from mi_catalog.facets import FACET_TABLE, YEAR_RANGE, FacetKind
 from mi_catalog.index import text_fields
-from mi_catalog.query import QueryParams
+from mi_catalog.query import url_keys
 from mi_catalog.schema import Entry
 from mi_catalog.site.text import TOKEN_MIN_LENGTH, TOKEN_PATTERN, analyzed, stop_words
 from mi_catalog.textquery import OPERATORS, TEXT_FIELDS
@@ -80,12 +79,13 @@ def explore_data(entries: Sequence[Entry]) -> dict[str, Any]:
         return [" ".join(analyzed(text)) for text in text_fields(entry).values()]
 
     papers = [[e.id, e.title, e.year, facet_indices(e), text_tokens(e)] for e in entries]
-    text_help = next(f for f in fields(QueryParams) if f.name == "text").metadata
+    keys = url_keys()  # the URL state: QueryParams' facet fields and its text, under their URL keys
+    assert [k for k, field in keys.items() if field != "text"] == [f["name"] for f in facets]
     return {
         "version": FORMAT_VERSION,
         "facets": facets,
         "text": {
-            "key": text_help["url"],
+            "key": next(k for k, field in keys.items() if field == "text"),
             "pattern": TOKEN_PATTERN,
             "minLength": TOKEN_MIN_LENGTH,
             "stopWords": stop_words(),

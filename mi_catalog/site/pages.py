@@ -42,7 +42,13 @@ def facet_path(facet: vocab.Facet) -> str:
 
 
 def explore_query(**filters: str) -> str:
-    """The explore page's query string for some filters, using the CLI's flag names."""
+    """The explore page's query string for some filters: the URL keys of :class:`mi_catalog.query.QueryParams`
+    (the CLI's flag names; ``q`` for the text)."""
+    from mi_catalog.query import url_keys
+
+    unknown = set(filters) - set(url_keys())
+    if unknown:
+        raise ValueError(f"not explore-page parameters: {', '.join(sorted(unknown))}")
     return "?" + urlencode(filters) if filters else ""
 
 

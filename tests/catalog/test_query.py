@@ -186,3 +186,21 @@ def test_source_facet_on_the_shipped_catalog() -> None:
     assert {h.id for h in cat.query(source="foundational").results} == foundational
     assert cat.query(source="survey").total == len(files) - len(foundational)
     assert cat.facets()["source"] == {"survey": len(files) - len(foundational), "foundational": len(foundational)}
+
+
+def test_one_definition_of_the_query_parameters(cat: Catalog) -> None:
+    import argparse
+    from dataclasses import fields
+
+    from mi_catalog.commands import add_query_arguments, params_from_args
+    from mi_catalog.facets import FACET_NAMES
+    from mi_catalog.query import QueryParams, url_keys
+
+    parser = argparse.ArgumentParser()
+    add_query_arguments(parser)
+    assert [a.dest for a in parser._actions if a.dest != "help"] == [f.name for f in fields(QueryParams)]
+    args = parser.parse_args(["refusal", "--object", "head,mlp", "--year", "2024", "--has-impl", "--limit", "3"])
+    assert params_from_args(args) == QueryParams.of("refusal", object=["head,mlp"], year=2024, has_impl=True, limit="3")
+    assert [k for k, v in url_keys().items() if v != "text"] == list(FACET_NAMES)
+    with pytest.raises(TypeError, match="unknown query parameter"):
+        cat.query(objects="head")
