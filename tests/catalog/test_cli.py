@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from support import REPO
 
@@ -149,3 +151,77 @@ def test_non_editable_install_ships_the_catalog(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split()
     assert lines[0].startswith(str(target)) and len(lines) > 5
+
+
+# --- issue 12: first-user trial ---------------------------------------------------------------
+
+
+def test_empty_or_wrong_catalog_folder_is_one_line(tmp_path: Path, cli) -> None:
+    (tmp_path / "notes.txt").write_text("not a catalog")
+    for args, env in (
+        (("query", "--catalog", str(tmp_path)), None),
+        (("facets",), {"MI_CATALOG_DIR": str(tmp_path)}),
+        (("show", "dola", "--catalog", str(tmp_path)), None),
+        (("index", "--catalog", str(tmp_path)), None),
+    ):
+        res = cli(*args, env=env)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+        assert "no catalog entries (*.yaml)" in res.stderr
+    res = cli("validate", "--catalog", str(tmp_path))
+    assert res.returncode == 2 and "nothing to validate" in res.stderr
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100, 120, 200])
+def test_query_table_fits_the_terminal_and_never_cuts_ids(columns: int, cli) -> None:
+    ids = cli("query", "--object", "head", "--format", "ids").stdout.split()
+    res = cli("query", "--object", "head", env={"COLUMNS": str(columns)})
+    assert res.returncode == 0
+    table = res.stdout.split("\nfacets:")[0]
+    words = set(table.split())
+    assert set(ids) <= words  # every id printed whole
+    for line in res.stdout.splitlines():
+        assert len(line) <= columns or line.split()[0] in ids, line
+    longest = max(ids, key=len)
+    assert cli("show", longest).returncode == 0
+
+
+def test_usage_errors_are_one_line(cli) -> None:
+    for args in (("query", "--limit", "abc"), ("query", "--sort", "date"), ("query", "--format", "xml"), ("nosuch",)):
+        res = cli(*args)
+        assert res.returncode == 2, args
+        assert res.stderr.count("\n") == 1 and "usage:" not in res.stderr, res.stderr
+
+
+def test_version_comma_years_and_ambiguous_values(small_catalog: Path, cli) -> None:
+    from mi_catalog import __version__
+
+    assert cli("--version").stdout.strip() == f"mi-catalog {__version__}"
+    years = cli("query", "--year", "2022,2025", "--format", "ids", "--catalog", str(small_catalog))
+    assert years.returncode == 0 and sorted(years.stdout.split()) == [
+        "locating-and-editing",
+        "persona-vectors-steering",
+    ]
+    vector = cli("query", "--steer", "vector", "--format", "ids", "--catalog", str(small_catalog))
+    assert sorted(vector.stdout.split()) == ["persona-vectors-steering", "refusal-heads"]
+    findings = cli("query", "--venue", "findings", "--catalog", str(small_catalog))
+    assert findings.returncode == 2
+    candidates = findings.stderr.split("could be ")[1].strip().split(", ")
+    assert len(candidates) == len(set(candidates)) >= 2 and "Findings of ACL" in candidates
+
+
+def test_no_results_prints_no_facet_header(small_catalog: Path, cli) -> None:
+    res = cli("query", "nothingmatchesthis", "--catalog", str(small_catalog))
+    assert res.returncode == 0 and res.stdout.strip() == "0 papers"
+
+
+def test_show_aligns_every_label(small_catalog: Path, cli) -> None:
+    lines = cli("show", "locating-and-editing", "--catalog", str(small_catalog)).stdout.splitlines()
+    fields = [line for line in lines[2:] if re.match(r"^[a-z]+: +\S", line)]
+    assert {"application:", "id:", "paper:", "source:"} <= {f.split()[0] for f in fields}
+    assert len({len(re.match(r"^[a-z]+: +", f).group(0)) for f in fields}) == 1  # type: ignore[union-attr]
+
+
+def test_site_help_is_for_users(cli) -> None:
+    text = cli("site", "--help").stdout
+    assert "handlers" not in text and "imports" not in text and "mkdocs-material" in text
