@@ -26,6 +26,14 @@ GLOSSARY: dict[str, str] = {
     "final_top1_rate": "Share of prompts whose answer is top-1 at the last layer (the model's own prediction).",
     "answer_prob_final": "Mean answer probability decoded from the last layer's residual.",
     "answer_prob_mid": "Mean answer probability decoded from the middle layer's residual (layer n_layers // 2).",
+    # --- massive activations (Sun et al. 2024) and head output norms
+    "massive_count": "Residual-stream activations (resid_post, real tokens) with |a| ≥ ratio × their token's median |a| and ≥ floor (paper: 1,000× and 100).",
+    "massive_first_layer": "First layer with a massive activation; -1 if none.",
+    "massive_max_abs": "Largest |activation| in the residual stream over layers, tokens and dimensions.",
+    "massive_max_ratio": "Largest |activation| ÷ its token's median |activation| over layers, tokens and dimensions.",
+    "massive_max_layer": "Layer where massive_max_ratio occurs.",
+    "head_norm_top": "Mean norm of the largest-output head's write into the residual stream, ‖z_h W_O^h‖, over real positions and prompts.",
+    "head_norm_median": "Median over heads of that mean output norm.",
     # --- language-specific neurons (LAPE, Tang et al. 2024)
     "lape_n_languages": "Languages (labels) the activation probabilities are compared across.",
     "lape_n_selected": "Neurons LAPE selects: the lowest activation-probability entropy (top_rate of all neurons) among those above the probability threshold.",
