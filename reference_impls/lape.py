@@ -12,13 +12,14 @@ What we do: the "language" of an example is its label (toy task ``language``: th
 translation; English set ``multilingual``: the language code). A language's tokens are the answer tokens of its
 fit examples that no other language answers with; activation probabilities are counted at every position of
 the fit texts (prompt + answer) holding one of them — wherever it occurs, so the toy's source sentences count
-too — at ``mlp_act`` (the
-input of W_out; for a plain FFN act > 0 ⟺ pre-activation > 0; for a SwiGLU FFN the paper counts the gate's
-act_fn output, which is ``site="mlp_pre"`` here, since silu(x) > 0 ⟺ x > 0). Selection as in the paper:
-probability threshold = the ``prob_quantile`` quantile of all activation probabilities, then the
-``top_rate`` share of all neurons with the lowest LAPE among those above it; a neuron belongs to every language whose probability
-exceeds the threshold. Causal check on the held-out split: zero one language's neurons (all positions) and
-measure p(answer) and accuracy for each language's prompts, with bootstrap intervals over prompts.
+too. "Active" is the paper's code's criterion, act_fn(gate) > 0, read as ``mlp_pre > 0`` (silu and gelu are
+positive exactly for positive inputs); ``site="mlp_act"`` counts the input of W_out instead, which for a
+SwiGLU FFN (act_fn(gate) · up) has a sign of its own. Deactivation zeroes the neuron
+(``mlp_act``). Selection as in the released ``identify.py``: probability threshold = the ``prob_quantile``
+quantile of all activation probabilities; the ``top_rate`` share of all neurons with the lowest LAPE among those
+above it (the paper's text says 1 %, the released script uses 5 %); a neuron belongs to every language whose
+probability exceeds the threshold. Causal check on the held-out split: zero one language's neurons (all
+positions) and measure p(answer) and accuracy for each language's prompts, with bootstrap intervals over prompts.
 Simplifications: the tokens of task prompts instead of monolingual corpora; p(answer) and accuracy instead of
 perplexity; no activation-steering of the output language. On the toy the selection finds language-selective
 neurons but zeroing them barely moves p(answer) (the toy's translation is robust to it): the notes say so.
@@ -71,7 +72,9 @@ IMPL = ImplInfo(
 class Spec:
     n: int = 128
     seed: int = 0
-    site: str = "mlp_act"  # or "mlp_pre" (the gate's pre-activation: the paper's act_fn(x) > 0 for SwiGLU)
+    # Where "active" (> 0) is read. The paper's code counts act_fn(gate) > 0, i.e. mlp_pre > 0 (silu and gelu are
+    # positive exactly for positive inputs); "mlp_act" (act_fn(gate) · up, the input of W_out) differs for SwiGLU.
+    site: str = "mlp_pre"
     prob_quantile: float = 0.95  # activation-probability threshold: this quantile of all probabilities
     top_rate: float = 0.01  # share of all neurons kept: the lowest LAPE among those above the threshold
     min_tokens: int = 16  # token positions each language needs in the fit split
