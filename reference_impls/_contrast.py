@@ -42,6 +42,7 @@ class Contrast:
     mode: str  # "contrast" | "shuffle" | "noise"
     n_skipped: int
     noise: torch.Tensor | None = None  # [batch, pos, d_model] added to the embeddings in noise mode
+    forwards: int = 0  # forward passes spent building the pair (the shuffle mode's choice of contrast token)
 
     @property
     def metric_name(self) -> str:
@@ -139,4 +140,4 @@ def _shuffled(lm: LoadedModel, examples: list[TaskExample], seed: int) -> Contra
     last = lm.logits(corrupt)[:, -1].float().clone()
     last[torch.arange(len(examples)), answers] = float("-inf")
     others = last.argmax(dim=-1)  # the shuffled run's own best guess other than the answer
-    return Contrast(list(examples), clean, corrupt, answers, others, "shuffle", 0)
+    return Contrast(list(examples), clean, corrupt, answers, others, "shuffle", 0, forwards=1)

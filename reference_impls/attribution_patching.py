@@ -182,7 +182,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         "attr_top_neuron": round(top_neuron.score, 6),
         "attr_neurons_total": neurons_total_mean,
         "attr_resid_peak": round(peak, 6),
-        "forward_passes": 2,
+        "forward_passes": 2 + pair.forwards,
         "backward_passes": 1,
     }
     intervals = {
@@ -237,7 +237,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         ],
         notes=[
             f"Reproduces attribution patching (Nanda 2023; Syed et al. 2023): (a_clean − a_corrupt)·∂metric/∂a at the "
-            f"corrupt run, metric = {pair.metric_name}, corruption = {corruption}, in 2 forward + 1 backward passes. "
+            f"corrupt run, metric = {pair.metric_name}, corruption = {corruption}, in {2 + pair.forwards} forward + 1 "
+            "backward passes. "
             "Scores are first-order estimates normalised by the clean − corrupt gap; not checked against exact "
             "patching here.",
         ],

@@ -32,7 +32,8 @@ def test_toy_induction_heads_rank_first(toy, seed: int) -> None:  # type: ignore
     assert out.metrics["clean_metric"] > 0 > out.metrics["corrupt_metric"], "contrast must flip the logit difference"
 
 
-def test_all_heads_and_neurons_in_two_forwards_and_one_backward(toy) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("corruption", "forwards"), [("task", 2), ("shuffle", 3)])
+def test_all_heads_and_neurons_in_two_forwards_and_one_backward(toy, corruption: str, forwards: int) -> None:  # type: ignore[no-untyped-def]
     calls = []
     handle = toy.model.register_forward_pre_hook(lambda *_: calls.append(1))
     real_grad = torch.autograd.grad
@@ -44,11 +45,11 @@ def test_all_heads_and_neurons_in_two_forwards_and_one_backward(toy) -> None:  #
 
     try:
         torch.autograd.grad = counting_grad  # type: ignore[assignment]
-        out = run_on(toy, "induction", 6, 0)
+        out = run_on(toy, "induction", 6, 0, corruption=corruption)
     finally:
         torch.autograd.grad = real_grad  # type: ignore[assignment]
         handle.remove()
-    assert len(calls) == 2 and len(backwards) == 1
+    assert len(calls) == forwards == out.metrics["forward_passes"] and len(backwards) == 1
     assert out.tensors["head_attr"].shape == (toy.n_layers, toy.n_heads)
     assert out.tensors["neuron_attr"].shape[0] == toy.n_layers
     assert out.tensors["resid_attr"].shape[0] == toy.n_layers + 1
