@@ -77,7 +77,7 @@ class Spec:
     site: str = "mlp_pre"
     prob_quantile: float = 0.95  # activation-probability threshold: this quantile of all probabilities
     top_rate: float = 0.01  # share of all neurons kept: the lowest LAPE among those above the threshold
-    min_tokens: int = 16  # token positions each language needs in the fit split
+    min_tokens: int = 1  # token positions each language needs in the fit split (a note warns below 16)
 
 
 def activation_probability(acts: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -182,6 +182,14 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             f"too few tokens per language in the fit split ({dict(zip(languages, counts.tolist(), strict=True))}); raise --n"
         )
     probs = activation_probability(acts, groups, len(languages))  # [G, L, d]
+    few = (
+        [
+            f"Only {int(counts.min())} token positions for some language: the activation probabilities are coarse; "
+            "raise --n."
+        ]
+        if int(counts.min()) < 16
+        else []
+    )
     member, threshold, entropy = select(probs, spec.prob_quantile, spec.top_rate)
 
     # Causal check on the held-out prompts: zero each language's neurons, score every language.
@@ -221,6 +229,14 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         score = 1.0 - float(entropy[layer, neuron]) / max_entropy
         findings.append(Finding("neuron", layer, neuron, score, f"{neuron_label(layer, neuron)} ({', '.join(langs)})"))
     per_layer = member.sum(dim=2)  # [G, L]
+    supported = own_ci[0] > other_ci[1]
+    claim = (
+        "Deactivation claim supported here: zeroing a language's neurons lowers its own p(answer) more than the "
+        "other languages' (intervals disjoint)."
+        if supported
+        else "Deactivation claim NOT supported in this run: the own-language drop in p(answer) does not exceed the "
+        "other languages' beyond the intervals."
+    )
     return Output(
         metrics={
             "n_fit": len(fit),
@@ -264,15 +280,10 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             ),
         ],
         notes=[
+            *few,
             "Reproduces LAPE's selection (activation probability per language over the language's tokens, entropy, "
             "the lowest-entropy share above a probability threshold) on task prompts; damage is measured as "
             "p(answer) on held-out prompts, not perplexity.",
-            (
-                "Deactivation claim supported here: zeroing a language's neurons lowers its own p(answer) more than the "
-                "other languages' (intervals disjoint)."
-                if own_ci[0] > other_ci[1]
-                else "Deactivation claim NOT supported in this run: the own-language drop in p(answer) does not exceed the "
-                "other languages' beyond the intervals."
-            ),
+            claim,
         ],
     )

@@ -135,7 +135,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "head_norm_median": round(float(head_mean.median()), 6),
         },
         intervals={"head_norm_top": top_ci},
-        findings=ranked(findings) + ranked(head_findings),
+        findings=ranked(findings + head_findings),  # ratios (dimensionless) and norms share one ranking
         tensors={
             "max_abs_by_layer": per_layer_max,
             "max_ratio_by_layer": per_layer_ratio,
