@@ -59,7 +59,7 @@ def decode_layers(lm: LoadedModel, prompts: list[str], last_only: bool = False) 
     with capture(lm, sites) as cache:
         lm.logits(batch)
     resid = torch.stack([cache[s][:, -1:] if last_only else cache[s] for s in sites])  # [L+1, batch, pos, d_model]
-    with torch.inference_mode():
+    with torch.no_grad():
         probs = unembed(lm, resid).float().softmax(dim=-1)
     return probs, batch.input_ids
 

@@ -169,7 +169,7 @@ class LoadedModel:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """A plain forward pass without gradients: logits [batch, pos, d_vocab]."""
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: captured activations may later meet autograd
             return self.forward(batch).logits
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 8) -> list[str]:
