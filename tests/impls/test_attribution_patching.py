@@ -7,6 +7,7 @@ import torch
 
 from mi_catalog.methods.data import RunData
 from mi_catalog.models.hooks import capture, patch
+from mi_catalog.models.prompts import english_facts
 from reference_impls import attribution_patching as ap
 from reference_impls._contrast import make_contrast
 
@@ -78,7 +79,7 @@ def test_head_attribution_tracks_exact_patching(toy) -> None:  # type: ignore[no
 
 
 def test_noise_fallback_when_the_task_has_no_contrast_prompts(tiny) -> None:  # type: ignore[no-untyped-def]
-    examples = tiny.tasks.examples("facts", 4, 0)
+    examples = english_facts(4, 0)  # the words every tiny tokenizer knows; no contrast prompts
     assert all(ex.corrupt_prompt is None for ex in examples)
     pair = make_contrast(tiny, examples, seed=0)
     assert pair.mode == "noise" and pair.others is None and pair.noise is not None
