@@ -211,6 +211,7 @@ class EdgeScores:
     clean: torch.Tensor  # [batch]
     corrupt: torch.Tensor  # [batch]
     corrupt_acts: dict[str, torch.Tensor]  # upstream activations of the corrupt run
+    grads: dict[Node, torch.Tensor]  # ∂(Σ metric)/∂(input of d) at the clean run, [batch, pos, d_model] per node
 
 
 def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph) -> EdgeScores:
@@ -249,7 +250,7 @@ def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph) -> EdgeScores:
         clean_metric = pair.metric(logits.detach()).float().cpu()
         corrupt_metric = pair.metric(corrupt_logits).float().cpu()
     acts = {s: corrupt_cache[s] for s in sites}
-    return EdgeScores(torch.stack(columns, dim=1), clean_metric, corrupt_metric, acts)
+    return EdgeScores(torch.stack(columns, dim=1), clean_metric, corrupt_metric, acts, grad)
 
 
 def run_with_edges(
