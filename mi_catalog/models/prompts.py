@@ -9,6 +9,7 @@ Pure Python: no torch.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,9 @@ class EnglishTaskSource:
         shipped = self._shipped()
         if task != "induction" and shipped is not None and task in shipped.TASKS:
             rows = shipped.load(task)
-            keep = shipped.correct_indices(self.model_name, task)
+            # Correctness records exist for registry models (by name); a folder path has none.
+            named = bool(re.fullmatch(r"[A-Za-z0-9._-]+", self.model_name or ""))
+            keep = shipped.correct_indices(self.model_name, task) if named else None
             if keep is not None:
                 rows = [rows[i] for i in keep]
             examples = [example_from_json(r, task, f"english/{task}.jsonl") for r in rows]

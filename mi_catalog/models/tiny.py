@@ -20,10 +20,28 @@ SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 
 
 def tiny_vocabulary() -> list[str]:
+    """Every whitespace-separated word of the built-in prompts and of the shipped English task sets, so the
+    tiny models can run every English task end to end (their numbers mean nothing; the invariants must hold)."""
     words: list[str] = []
     for prompt, subject, answer in FACTS:
         words.extend(f"{prompt} {subject} {answer}".split())
     words.extend(INDUCTION_WORDS)
+    try:
+        from mi_catalog.data import english
+    except ImportError:
+        english = None  # type: ignore[assignment]
+    if english is not None:
+        for task in english.TASKS:
+            for row in english.load(task):
+                for key in ("prompt", "answer", "corrupt_prompt", "corrupt_answer"):
+                    if row.get(key):
+                        words.extend(str(row[key]).split())
+                meta = row.get("meta") or {}
+                for text in [*meta.get("paraphrases", []), *(n.get("prompt", "") + " " + n.get("answer", "")
+                                                            for n in meta.get("neighborhood", []))]:  # fmt: skip
+                    words.extend(str(text).split())
+                if meta.get("target_new"):
+                    words.extend(str(meta["target_new"]).split())
     return [*SPECIALS, *dict.fromkeys(words)]
 
 
