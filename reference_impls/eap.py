@@ -315,7 +315,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     for step, k in enumerate(grid):
         metric = run_with_edges(lm, pair, graph, set(order[:k]), es.corrupt_acts)
         samples = (metric - es.corrupt) / norm
-        faith.append(float(samples.mean()))
+        faith.append(round(float(samples.mean()), 6))
         faith_samples.append(samples)
         data.progress("edge attribution patching", 2 + step, total_steps)
     reached = [i for i, f in enumerate(faith) if f >= spec.threshold]
