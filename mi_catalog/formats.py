@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,6 +94,8 @@ _GAP = "  "
 
 def terminal_width() -> int:
     """``$COLUMNS``, else the terminal's width, else 120 (output piped to a file)."""
+    import shutil  # here, not at the top: the query path's start-up stays light
+
     return shutil.get_terminal_size((120, 24)).columns
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    import tempfile  # imported when writing: the query path only reads
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -26,6 +26,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def replace_dir(new: Path, target: Path) -> None:
     """Put folder ``new`` at ``target``: the old folder is moved aside first and removed after,
     so ``target`` is never a half-written mix of both."""
+    import shutil
+
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old.{os.getpid()}")

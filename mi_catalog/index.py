@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +170,8 @@ def _write_facet_table(idx: Any, entries_by_id: Mapping[str, Any], path: Path) -
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
     """Drop old versions and dead builds' leftovers; keep the live and the previous version."""
+    import shutil
+
     for child in root.iterdir():
         if child.name in keep or child.name == "current" or child.is_symlink():
             continue
@@ -195,6 +196,8 @@ def _pid_alive(pid: int) -> bool:
 
 def build_index(catalog_dir: Path, index_root: Path | None = None, *, signature: str | None = None) -> IndexInfo:
     """Load and validate the catalog, build a fresh index aside, then swap it in atomically."""
+    import shutil
+
     from mi_catalog.load import load_catalog
 
     index_root = index_root or index_dir_for(catalog_dir)
