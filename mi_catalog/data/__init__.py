@@ -1,0 +1,1 @@
+"""Task data shipped with the package (pure Python; torch only in :mod:`mi_catalog.data.measure`)."""
