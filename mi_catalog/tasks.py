@@ -27,6 +27,21 @@ from typing import Any, Protocol
 JSONL_FIELDS = ("prompt", "answer", "corrupt_prompt", "corrupt_answer", "label", "subject", "chat", "meta", "task")
 
 
+# Token position groups, one vocabulary for every method and the toy's card (ROME's token categories).
+POSITION_GROUPS = ("before_subject", "subject_first", "subject_last", "after_subject", "last")
+
+
+def position_group(position: int, subject: Sequence[int], last: int) -> str:
+    """The group of ``position`` given the subject's positions and the last position of the prompt."""
+    if position == last:
+        return "last"
+    if subject and position == subject[-1]:
+        return "subject_last"
+    if position in subject:
+        return "subject_first"
+    return "before_subject" if not subject or position < subject[0] else "after_subject"
+
+
 class TaskDataError(ValueError):
     """Task data that cannot be used: unknown task, malformed file, too few examples."""
 

@@ -33,7 +33,7 @@ from mi_catalog.methods.metrics import answer_prob, mean_ci, normalised_effect
 from mi_catalog.models.hooks import Cache, ForwardState, capture, edit, patch
 from mi_catalog.models.loading import Batch, LoadedModel
 from mi_catalog.models.weights import W_E
-from mi_catalog.tasks import TaskExample
+from mi_catalog.tasks import TaskExample, position_group
 from reference_impls._common import answer_ids, head_label, subject_positions, token_labels
 
 IMPL = ImplInfo(
@@ -193,10 +193,14 @@ class PromptTrace:
 
 
 def token_groups(n_pos: int, corrupted: tuple[int, ...], subject: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Positions per group, in the one vocabulary of position groups (mi_catalog.tasks.POSITION_GROUPS);
+    before/after the subject are reported together as "other". For a contrast corruption the changed
+    tokens play the subject's role."""
     last = n_pos - 1
-    subj = tuple(p for p in (subject or corrupted) if p != last)
-    return {"subject_first": subj[:1], "subject_last": subj[-1:],
-            "other": tuple(p for p in range(n_pos) if p not in subj and p != last), "last": (last,)}  # fmt: skip
+    subj = [p for p in (subject or corrupted) if p != last]
+    named = {p: position_group(p, subj, last) for p in range(n_pos)}
+    merged = {p: ("other" if g in ("before_subject", "after_subject") else g) for p, g in named.items()}
+    return {g: tuple(p for p in range(n_pos) if merged[p] == g) for g in GROUPS}
 
 
 def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int) -> PromptTrace | None:
