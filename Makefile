@@ -14,6 +14,8 @@ help:  ## list targets
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# whoosh3 replaced whoosh-reloaded (same `whoosh` package): never leave both in one venv.
+	$(BIN)/pip uninstall -q -y whoosh-reloaded 2>/dev/null || true
 	# torch is pinned by constraints.txt to the CPU wheel; the package itself accepts a range.
 	$(BIN)/pip install -q -c constraints.txt -e ".[run,site,dev]"
 	touch $(STAMP)

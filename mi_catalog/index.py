@@ -28,7 +28,7 @@ from mi_catalog.fsutil import atomic_write_text
 from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
 from mi_catalog.query import Hit, text_analyzer
 
-INDEX_FORMAT = 3  # bump when the index schema, the stored record or the facet table file changes
+INDEX_FORMAT = 4  # bump when the index schema, the stored record, the facet table file or the Whoosh library changes
 META_FILE = "mi-catalog-meta.json"
 # Beside the Whoosh files: per document (in Whoosh's document order) its id, sort keys and result
 # record, and per facet field value → documents. A query without free text reads only this file
