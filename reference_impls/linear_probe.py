@@ -80,7 +80,8 @@ def binary_labels(examples: list[TaskExample]) -> tuple[list[TaskExample], torch
         found = f"only {classes[0]!r}" if classes else "no labels"
         raise TaskDataError(
             f"linear-probe needs examples with two label classes; task {examples[0].task!r} has {found} "
-            "(use a labelled task such as refusal or sentiment, or --prompts FILE.jsonl with a 'label' field)"
+            "(use a task whose examples carry two labels — on the toy refusal, sentiment, toxicity, language; a "
+            "model's correct-prompt filter can leave one class only — or --prompts FILE.jsonl with a 'label' field)"
         )
     positive, negative = classes[0], classes[1]
     kept = [ex for ex in examples if ex.label in (positive, negative)]
@@ -217,6 +218,12 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         layer, h = divmod(s, lm.n_heads)
         findings.append(Finding("attention-head", layer, h, float(head.accuracy[s]), head_label(layer, h), head_ci[s]))
     n_test = len(kept_test)
+    others = sorted({str(ex.label) for ex in data.examples if ex.label not in (positive, negative, None)})
+    dropped = (
+        [f"More than two labels: only {positive!r} vs {negative!r} is probed; {', '.join(others)} left out."]
+        if others
+        else []
+    )
     majority = max(float(y_test.mean()), 1 - float(y_test.mean()))
     metrics = {
         "n_prompts": len(examples),
@@ -283,5 +290,6 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             f"Applies the probing method family (per-layer residual probes; per-head probes as in ITI) to "
             f"{positive!r} vs {negative!r}; fit on {len(kept_fit)} prompts, scored on {n_test} held-out prompts. "
             "Not a reproduction of one paper's numbers.",
+            *dropped,
         ],
     )
