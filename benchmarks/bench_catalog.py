@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from mi_catalog import Catalog, vocab  # noqa: E402
-from mi_catalog.index import build_index  # noqa: E402
+from mi_catalog.index_build import build_index  # noqa: E402
 
 ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
 WORDS = ["refusal", "steering", "probe", "head", "neuron", "circuit", "knowledge", "factual", "editing", "sparse", "feature", "layer", "residual"]

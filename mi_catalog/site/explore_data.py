@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mi_catalog.facets import FACET_TABLE, YEAR_RANGE, FacetKind
-from mi_catalog.index import text_fields
+from mi_catalog.index_build import text_fields
 from mi_catalog.query import url_keys
 from mi_catalog.schema import Entry
 from mi_catalog.site.text import TOKEN_MIN_LENGTH, TOKEN_PATTERN, analyzed, stop_words

@@ -50,7 +50,7 @@ def yaml_string(text: str) -> str:
 def bibtex_entry(entry: Any) -> str:
     """A BibTeX record for an entry (the CLI's writer, so `show --format bibtex` and the site agree)."""
     from mi_catalog.formats import bibtex
-    from mi_catalog.index import entry_record
+    from mi_catalog.index_build import entry_record
 
     return bibtex(entry_record(entry)["hit"])
 

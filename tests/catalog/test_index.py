@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import write_entry
 
-from mi_catalog import Catalog, index
+from mi_catalog import Catalog, index, index_build
 from mi_catalog.errors import CatalogNotFoundError
 from mi_catalog.paths import index_dir_for
 from mi_catalog.query import Query
@@ -41,7 +41,7 @@ def test_crash_mid_build_leaves_the_old_index_answering(small_catalog: Path, mon
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(index, "_document", crash)
+    monkeypatch.setattr(index_build, "_document", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         index.ensure_index(small_catalog)
     current = index_dir_for(small_catalog) / "current"

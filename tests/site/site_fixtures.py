@@ -107,7 +107,7 @@ def _values(entry: Entry, name: str) -> set[str]:
 def reference_matches(entries: Sequence[Entry], params: Sequence[tuple[str, str]]) -> list[Entry]:
     """The entries matching URL-style params (("object", "head"), ("q", "refusal"), ...), evaluated with
     :func:`mi_catalog.textquery.matches` on the analyzed fields (the rule the page ports), not with Whoosh."""
-    from mi_catalog.index import text_fields
+    from mi_catalog.index_build import text_fields
     from mi_catalog.query import parse_text
     from mi_catalog.site.text import analyzed
     from mi_catalog.textquery import matches
