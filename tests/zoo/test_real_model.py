@@ -1,0 +1,85 @@
+"""SmolLM2-135M (dequantised Q4_1) from the user's model cache: it loads, answers " Paris", and the shipped
+results record matches a re-measurement. Skipped, with the command to run, when the model is not fetched."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REAL_MODEL_NAME
+
+from mi_catalog.data import english
+from mi_catalog.models import zoo
+
+# Equal token length for the contrast pairs needs only the tokenizer: fast, but it needs the fetched folder.
+
+
+def test_contrast_pairs_have_equal_token_length(real_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(real_model_dir))
+    for task in ("ioi", "sentiment"):
+        for row in english.load(task):
+            assert len(tokenizer(row["prompt"]).input_ids) == len(tokenizer(row["corrupt_prompt"]).input_ids), row
+    for row in english.load("ioi"):
+        for name in (row["meta"]["io"], row["meta"]["s"]):
+            assert len(tokenizer(" " + name, add_special_tokens=False).input_ids) == 1
+    for word in english.INDUCTION_WORDS:
+        assert len(tokenizer(" " + word, add_special_tokens=False).input_ids) == 1, word
+
+
+def test_fetched_folder_records_its_provenance(real_model_dir: Path) -> None:
+    source = json.loads((real_model_dir / "source.json").read_text())
+    entry = zoo.REGISTRY[REAL_MODEL_NAME]
+    assert source["package"] == entry.package and source["version"] == entry.version
+    assert source["gguf_sha256"] == entry.sha256 and source["dequantised"] is True
+    assert "not the original bf16 checkpoint" in (real_model_dir / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def scorer(real_model_dir: Path) -> Any:
+    from mi_catalog.data.measure import Scorer
+
+    started = time.monotonic()
+    loaded = Scorer(real_model_dir)
+    print(
+        f"\nloaded {REAL_MODEL_NAME} in {time.monotonic() - started:.2f} s (target ≤ 3 s; see benchmarks/bench_zoo.py)"
+    )
+    return loaded
+
+
+@pytest.mark.slow
+def test_loads_as_eager_llama_and_answers_paris(scorer: Any) -> None:
+    model = scorer.model
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.config._attn_implementation == "eager"
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert getattr(model.config, "quantization_config", None) is None
+    row = {"prompt": "The capital of France is", "answer": " Paris"}
+    (pred,) = scorer.next_tokens([row])
+    assert scorer.tokenizer.decode([pred]) == " Paris"
+
+
+@pytest.mark.slow
+def test_results_record_matches_a_remeasurement(scorer: Any, real_model_dir: Path) -> None:
+    """A few prompts per task, right and wrong ones, re-scored now give what the shipped record says."""
+    from mi_catalog.data.measure import score_task
+
+    record = english.results(REAL_MODEL_NAME)
+    assert record is not None
+    source = json.loads((real_model_dir / "source.json").read_text())
+    assert record["weights_sha256"] == source["weights_sha256"], "the cached weights differ from the measured ones"
+    for task in ("facts", "ioi", "sentiment", "multilingual", "toxicity", "induction"):
+        rows = english.load(task)
+        correct = set(record["tasks"][task]["correct"])
+        wrong = [i for i in range(len(rows)) if i not in correct]
+        picks = sorted(set(sorted(correct)[:2] + wrong[:2]))
+        got = score_task(scorer, task, [rows[i] for i in picks])
+        assert got == [i in correct for i in picks], task
+    rows = english.load("refusal")
+    picks = [0, 30]  # one harmful, one harmless (greedy generation is the slow part)
+    got = score_task(scorer, "refusal", [rows[i] for i in picks])
+    assert got == [i in set(record["tasks"]["refusal"]["correct"]) for i in picks]
