@@ -11,12 +11,13 @@ never imports torch, transformers or pydantic it does not need.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 __all__ = ["Catalog", "Hit", "QueryResult", "__version__"]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mi_catalog.api import Catalog
     from mi_catalog.query import Hit, QueryResult
 

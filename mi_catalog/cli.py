@@ -15,10 +15,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from mi_catalog import __version__, vocab
 from mi_catalog.errors import CliError, MiCatalogError, exit_code
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 Handler = Callable[[argparse.Namespace], int]
 

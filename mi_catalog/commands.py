@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from mi_catalog import vocab
 from mi_catalog.errors import CliError
@@ -19,6 +18,10 @@ from mi_catalog.facets import FACETS_BY_NAME
 from mi_catalog.formats import FORMATS
 from mi_catalog.paths import resolve_catalog_dir
 from mi_catalog.query import QueryParams
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _catalog_dir(args: argparse.Namespace) -> Path:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from mi_catalog import vocab
 from mi_catalog.errors import QueryError
 
-Kind = Literal["vocabulary", "term", "year"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Kind = Literal["vocabulary", "term", "year"]
+
 YEAR_RANGE = (1900, 2100)
 
 

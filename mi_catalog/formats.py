@@ -10,10 +10,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from mi_catalog import vocab
 from mi_catalog.query import QueryResult
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMATS = ("table", "json", "csv", "bibtex", "yaml", "ids")
 CSV_COLUMNS = (

@@ -20,10 +20,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mi_catalog.fsutil import atomic_write_text
 from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
+if TYPE_CHECKING:
+    from typing import Any
 
 INDEX_FORMAT = 4  # bump when the index schema, the stored record, the facet table file or the Whoosh library changes
 META_FILE = "mi-catalog-meta.json"

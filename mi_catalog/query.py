@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
 
 from mi_catalog.errors import QueryError
 from mi_catalog.facets import FACET_NAMES, FACET_TABLE, FacetKind, parse_year
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mi_catalog import textquery
 
 SORTS = ("relevance", "year", "title")

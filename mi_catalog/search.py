@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mi_catalog.facets import FACET_TABLE, FACETS_BY_NAME
 from mi_catalog.query import Hit, Query, QueryResult, parse_text
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the query path (mypy reads it as True)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mi_catalog import textquery
 
 
