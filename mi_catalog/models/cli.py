@@ -16,9 +16,7 @@ from mi_catalog.errors import CliError
 
 
 def register(subparsers: Any) -> None:
-    """Add ``models get`` and ``models list``."""
-    from mi_catalog.models.zoo import REGISTRY
-
+    """Add ``models get`` and ``models list`` (without importing the zoo: every CLI start-up runs this)."""
     models = subparsers.add_parser("models", help="fetch and list the models methods can run on")
     commands = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
     commands.required = True
@@ -31,7 +29,9 @@ def register(subparsers: Any) -> None:
             "smollm2-135m holds DEQUANTISED 4-bit (Q4_1) weights, not the original bf16 checkpoint."
         ),
     )
-    get.add_argument("name", choices=sorted(REGISTRY), help="registry model name")
+    get.add_argument(
+        "name", metavar="NAME", help="registry model name (see `mi-catalog models list`), e.g. smollm2-135m"
+    )
     get.add_argument("--force", action="store_true", help="fetch and convert again even when cached")
     get.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     get.set_defaults(func=run_get)
@@ -50,9 +50,11 @@ def run_get(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"[{time.monotonic() - started:5.1f}s] {line}", file=sys.stderr, flush=True)
 
-    already = zoo.local_path(args.name) if not args.force else None
     try:
+        already = zoo.local_path(args.name) if not args.force else None
         folder = zoo.fetch(args.name, progress=progress, force=args.force, bars=not args.quiet and sys.stderr.isatty())
+    except zoo.UnknownModelError as err:
+        raise CliError(str(err), 2) from None
     except zoo.ZooError as err:
         raise CliError(str(err), 1) from None
     note = "already cached" if already else "fetched"
