@@ -27,7 +27,7 @@ from mi_catalog.methods.data import RunData
 from mi_catalog.methods.metrics import kl_divergence, mean_ci
 from mi_catalog.models.hooks import capture
 from mi_catalog.models.loading import LoadedModel
-from mi_catalog.models.weights import unembed
+from mi_catalog.models.weights import W_U, unembed
 from mi_catalog.tasks import TaskExample
 from reference_impls._common import answer_ids
 
@@ -64,6 +64,7 @@ class Spec:
     steps: int = 200
     lr: float = 3e-3
     batch_tokens: int = 512  # tokens per Adam step, drawn at random from the fit corpus
+    max_logits: int = 20_000_000  # cap on lens points × tokens × vocabulary per step (memory on large vocabularies)
     majority: float = 0.5  # "the answer is top-1 at layer l" when it is for at least this share of prompts
 
 
@@ -111,27 +112,28 @@ def train_translators(lm: LoadedModel, resid: torch.Tensor, mask: torch.Tensor, 
     """
     n, d = resid.shape[0] - 1, resid.shape[-1]
     real = resid[:, mask]  # [n_points, tokens, d]
-    with torch.inference_mode():
-        target = _decode(lm, real[-1]).log_softmax(dim=-1)  # [tokens, vocab] the model's own distribution
-    target = target.clone()
     A = torch.eye(d).repeat(n, 1, 1).requires_grad_(True)  # the paper's notation
     b = torch.zeros(n, d, requires_grad=True)
     opt = torch.optim.Adam([A, b], lr=spec.lr)
-    source = real[:-1].clone()
-    p_target = target.exp()
+    source, last = real[:-1].clone(), real[-1].clone()
     gen = torch.Generator().manual_seed(spec.seed)
     n_tokens = source.shape[1]
-    with torch.enable_grad():
-        for _step in range(spec.steps):
-            idx = torch.randint(0, n_tokens, (min(spec.batch_tokens, n_tokens),), generator=gen)
+    vocab = int(W_U(lm).shape[1])
+    per_step = max(1, min(spec.batch_tokens, spec.max_logits // max(1, n * vocab)))  # bound [n, tokens, vocab]
+    for _step in range(spec.steps):
+        idx = torch.randint(0, n_tokens, (min(per_step, n_tokens),), generator=gen)
+        with (
+            torch.no_grad()
+        ):  # the model's own distribution at these tokens (decoded per step: no [tokens, vocab] table)
+            target = _decode(lm, last[idx]).log_softmax(dim=-1)  # [tokens, vocab]
+        with torch.enable_grad():
             translated = torch.einsum("ntd,nde->nte", source[:, idx], A) + b[:, None]
             logq = _decode(lm, translated).log_softmax(dim=-1)  # [n, tokens, vocab]
-            # KL(final ‖ lens), mean over lens points and tokens
-            loss = (p_target[idx] * (target[idx] - logq)).sum(dim=-1).mean()
+            loss = (target.exp() * (target - logq)).sum(dim=-1).mean()  # KL(final ‖ lens), mean over points, tokens
             grads = torch.autograd.grad(loss, [A, b])
-            for param, grad in zip((A, b), grads, strict=True):
-                param.grad = grad
-            opt.step()
+        for param, grad in zip((A, b), grads, strict=True):
+            param.grad = grad
+        opt.step()
     return Translators(A.detach(), b.detach())
 
 
@@ -164,18 +166,23 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     data.progress("evaluate", 1, 2)
 
     test_resid, test_mask = residuals(lm, [ex.prompt for ex in test])  # [P, B, T, d]
-    with torch.inference_mode():
-        logit_lens = _decode(lm, test_resid)  # [P, B, T, vocab]
-        tuned_lens = _decode(lm, translators.apply(test_resid))
-    final = logit_lens[-1]
-    kl_logit = _per_prompt_kl(final, logit_lens, test_mask)  # [P, B]
-    kl_tuned = _per_prompt_kl(final, tuned_lens, test_mask)
     answers = answer_ids(lm, test).cpu()
     rows = torch.arange(len(test))
-    curves: dict[str, dict[str, torch.Tensor]] = {}
-    for name, logits in (("logit", logit_lens), ("tuned", tuned_lens)):
-        last = logits[:, :, -1].softmax(dim=-1)  # [P, B, vocab]; left padding: every prompt ends here
-        curves[name] = {"prob": last[:, rows, answers], "top1": (last.argmax(dim=-1) == answers).float()}
+    translated = translators.apply(test_resid)
+    kl: dict[str, list[torch.Tensor]] = {"logit": [], "tuned": []}
+    probs: dict[str, list[torch.Tensor]] = {"logit": [], "tuned": []}
+    top1: dict[str, list[torch.Tensor]] = {"logit": [], "tuned": []}
+    with torch.inference_mode():
+        final = _decode(lm, test_resid[-1])  # [B, T, vocab]: the model's own output
+        for point in range(test_resid.shape[0]):  # one lens point at a time: [B, T, vocab] in memory, not [P, ...]
+            for name, resid in (("logit", test_resid[point]), ("tuned", translated[point])):
+                logits = _decode(lm, resid)
+                kl[name].append(_per_prompt_kl(final, logits[None], test_mask)[0])  # [B]
+                last = logits[:, -1].softmax(dim=-1)  # [B, vocab]; left padding: every prompt ends here
+                probs[name].append(last[rows, answers])
+                top1[name].append((last.argmax(dim=-1) == answers).float())
+    kl_logit, kl_tuned = torch.stack(kl["logit"]), torch.stack(kl["tuned"])  # [P, B]
+    curves = {name: {"prob": torch.stack(probs[name]), "top1": torch.stack(top1[name])} for name in probs}
 
     def first_top1(name: str) -> int:
         rate = curves[name]["top1"].mean(dim=1)
