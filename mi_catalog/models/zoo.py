@@ -303,6 +303,8 @@ def pip_download(requirement: str, dest: Path, timeout: float = 15.0) -> Path:
         output = done.stderr + done.stdout
         if re.search(r"No space left on device|\[Errno 28\]", output):
             raise OSError(errno.ENOSPC, "No space left on device (pip download)")
+        if re.search(r"IncompleteRead|ContentTooShort|Connection broken|incomplete", output):
+            raise TruncatedDownloadError(f"the download of {requirement} was cut off; run the command again")
         if _NETWORK_PATTERNS.search(output):
             raise NoNetworkError("no network")
         lines = [ln.strip() for ln in output.splitlines() if ln.strip()]

