@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REAL_MODEL_NAME
+from zoo_fixtures import REAL_MODEL_NAME
 
 from mi_catalog.data import english
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REAL_MODEL_NAME
+from zoo_fixtures import REAL_MODEL_NAME
 
 from mi_catalog.data import english
 from mi_catalog.models import zoo
