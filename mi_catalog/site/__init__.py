@@ -70,7 +70,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mi_catalog.errors import CliError
     from mi_catalog.site.build import default_out_dir
-    from mi_catalog.site.serve import serve_forever
+    from mi_catalog.site.serve import make_server
 
     if args.no_build:
         out = Path(args.out).expanduser() if args.out else default_out_dir()
@@ -78,5 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"nothing to serve in {out}: run `mi-catalog site build` first")
     else:
         out = _build(args)
-    serve_forever(out, port=args.port)
+    server = make_server(out, args.port)
+    print(f"serving {out} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+    with server:
+        server.serve_forever()
     return 0

@@ -30,9 +30,3 @@ def serve_in_thread(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
-
-def serve_forever(root: Path, port: int) -> None:
-    server = make_server(root, port)
-    print(f"serving {root} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-    with server:
-        server.serve_forever()
