@@ -9,7 +9,7 @@ read this table; nothing else names a facet. Plain Python: the query path import
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mi_catalog import vocab
@@ -30,6 +30,8 @@ class FacetKind:
     label: str
     kind: Kind
     help: str
+    of_entry: Callable[[Any], list[str]]  # its values for a validated entry (mi_catalog.schema.Entry)
+    order: str  # how counts are shown: "terms" (the list's own order), "newest" or "count"
     terms: vocab.Facet | None = None  # the values of a vocabulary or term facet
 
     @property
@@ -47,20 +49,14 @@ class FacetKind:
             raise QueryError(str(err)) from None
 
     def values_of(self, entry: Any) -> list[str]:
-        """This facet's values for a validated entry (a :class:`mi_catalog.schema.Entry`)."""
-        if self.kind == "vocabulary":
-            return list(getattr(entry.tags, self.index_field))
-        if self.name == "venue":
-            return [entry.venue]
-        if self.name == "source":
-            return [vocab.source_of(entry.provenance.source)]
-        return [str(entry.year)]
+        """This facet's values for a validated entry."""
+        return self.of_entry(entry)
 
     def ordered(self, counts: Mapping[str, int]) -> dict[str, int]:
-        """Counts in display order: the vocabulary's own order, years newest first, venues by count."""
-        if self.kind == "year":
+        """Counts in display order."""
+        if self.order == "newest":
             return dict(sorted(counts.items(), reverse=True))
-        if self.kind == "vocabulary" or self.name == "source":
+        if self.order == "terms":
             assert self.terms is not None
             return {v: counts[v] for v in self.terms.ids if v in counts}
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -81,15 +77,36 @@ def _vocab_help(facet: vocab.Facet) -> str:
     return f"{facet.label} (repeat or comma-separate for OR): {', '.join(facet.ids)}{groups}; aliases accepted"
 
 
+def _tags(field: str) -> Callable[[Any], list[str]]:
+    return lambda entry: list(getattr(entry.tags, field))
+
+
 FACET_TABLE: tuple[FacetKind, ...] = (
-    *(FacetKind(f.name, f.label, "vocabulary", _vocab_help(f), f) for f in vocab.FACETS),
-    FacetKind("venue", "Venue", "term", "venue (repeat or comma-separate for OR), e.g. ICLR, arXiv", vocab.VENUE),
-    FacetKind("year", "Year", "year", "publication year (repeat or comma-separate for OR), e.g. 2024,2025"),
+    *(FacetKind(f.name, f.label, "vocabulary", _vocab_help(f), _tags(f.field), "terms", f) for f in vocab.FACETS),
+    FacetKind(
+        "venue",
+        "Venue",
+        "term",
+        "venue (repeat or comma-separate for OR), e.g. ICLR, arXiv",
+        lambda entry: [entry.venue],
+        "count",
+        vocab.VENUE,
+    ),
+    FacetKind(
+        "year",
+        "Year",
+        "year",
+        "publication year (repeat or comma-separate for OR), e.g. 2024,2025",
+        lambda entry: [str(entry.year)],
+        "newest",
+    ),
     FacetKind(
         "source",
         "Source",
         "term",
         "survey (the survey's paper list) or foundational (papers mi-catalog added)",
+        lambda entry: [vocab.source_of(entry.provenance.source)],
+        "terms",
         vocab.SOURCE,
     ),
 )

@@ -209,17 +209,21 @@ def render_facet_counts(facets: Mapping[str, Mapping[str, int]], width: int | No
 
 
 def render_vocab_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
-    """`mi-catalog facets`: every vocabulary value with its label and count, zeros included."""
+    """`mi-catalog facets`: every value of a closed list with its label and count (zeros included),
+    then the venues and years that occur, one block per facet of the facet table."""
+    from mi_catalog.facets import FACET_TABLE
+
     lines: list[str] = []
-    for facet in vocab.FACETS:
-        lines.append(f"{facet.name} — {facet.label}")
-        for term in facet.terms:
-            group = f"{term.parent}/" if term.parent else ""
-            lines.append(f"  {group + term.id:34} {counts[facet.name].get(term.id, 0):4}  {term.label}")
-        lines.append("")
-    for name in ("venue", "year"):
-        lines.append(name)
-        lines.extend(f"  {v:34} {c:4}" for v, c in counts.get(name, {}).items())
+    for kind in FACET_TABLE:
+        have = counts.get(kind.name, {})
+        if kind.terms is not None and kind.name != "venue":
+            lines.append(f"{kind.name} — {kind.terms.label}")
+            for term in kind.terms.terms:
+                group = f"{term.parent}/" if term.parent else ""
+                lines.append(f"  {group + term.id:34} {have.get(term.id, 0):4}  {term.label}")
+        else:
+            lines.append(kind.name)
+            lines.extend(f"  {v:34} {c:4}" for v, c in have.items())
         lines.append("")
     return "\n".join(lines).rstrip()
 
