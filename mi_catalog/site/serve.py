@@ -29,4 +29,3 @@ def serve_in_thread(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     server = make_server(root)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
-

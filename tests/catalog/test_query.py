@@ -66,8 +66,10 @@ def cat(small_catalog: Path) -> Catalog:
         ({"text": "refus*"}, {"refusal-heads", "persona-vectors-steering"}),
         ({"text": "ref?sal"}, {"refusal-heads", "persona-vectors-steering"}),
         ({"text": "refusal NOT persona"}, {"refusal-heads"}),
-        ({"text": "NOT refusal"}, {"knowledge-circuits-heads", "language-specific-neurons", "locating-and-editing",
-                                   "early-exit-lens"}),
+        (
+            {"text": "NOT refusal"},
+            {"knowledge-circuits-heads", "language-specific-neurons", "locating-and-editing", "early-exit-lens"},
+        ),
         ({"text": '"attention heads"'}, {"refusal-heads"}),  # summary: "We probe attention heads"
         ({"text": '"heads attention"'}, set()),  # a phrase keeps its order
         ({"text": '"heads for the refusal"'}, {"refusal-heads"}),  # stop words are skipped
@@ -82,8 +84,17 @@ def cat(small_catalog: Path) -> Catalog:
         ({"year": ["2022,2025"]}, {"locating-and-editing", "persona-vectors-steering"}),
         ({"steer": ["vector"]}, {"refusal-heads", "persona-vectors-steering"}),
         ({"method": ["magn"]}, {"language-specific-neurons"}),
-        ({"source": ["foundational"]}, {"refusal-heads", "knowledge-circuits-heads", "persona-vectors-steering",
-                                        "language-specific-neurons", "locating-and-editing", "early-exit-lens"}),
+        (
+            {"source": ["foundational"]},
+            {
+                "refusal-heads",
+                "knowledge-circuits-heads",
+                "persona-vectors-steering",
+                "language-specific-neurons",
+                "locating-and-editing",
+                "early-exit-lens",
+            },
+        ),
         ({"source": ["survey"]}, set()),
     ],
 )
@@ -155,7 +166,10 @@ def test_results_carry_the_json_contract(cat: Catalog) -> None:
         ({"text": "refusal NOT"}, "NOT needs a word"),
         ({"text": "title: refusal"}, "needs a word"),
         ({"steer": ["a"]}, "unknown steer"),
-        ({"method": ["attribution"]}, "ambiguous method 'attribution': could be causal-attribution, gradient-detection"),
+        (
+            {"method": ["attribution"]},
+            "ambiguous method 'attribution': could be causal-attribution, gradient-detection",
+        ),
         ({"limit": -1}, "--limit"),
         ({"year": ["twenty"]}, "--year"),
         ({"since": 2025, "until": 2020}, "after"),
