@@ -57,6 +57,12 @@ def test_labels_are_balanced(task: str, labels: dict[str, int]) -> None:
     assert counts == labels
 
 
+@pytest.mark.parametrize("task", english.FILE_TASKS)
+def test_no_prompt_appears_twice(task: str) -> None:
+    prompts = [row["prompt"] for row in english.load(task)]
+    assert len(prompts) == len(set(prompts))
+
+
 def test_refusal_prompts_use_the_chat_template() -> None:
     assert all(row["chat"] is True for row in english.load("refusal"))
 
@@ -118,3 +124,12 @@ def test_a_malformed_line_names_file_and_line(tmp_path: Path, monkeypatch: pytes
 def test_the_data_files_ship_in_the_wheel_config() -> None:
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert 'packages = ["mi_catalog", "reference_impls"]' in text  # hatch ships every file under mi_catalog/
+
+
+def test_readme_results_table_matches_the_record() -> None:
+    record = english.results(REAL_MODEL_NAME)
+    assert record is not None
+    readme = (english.DATA_DIR / "README.md").read_text(encoding="utf-8")
+    for task, entry in record["tasks"].items():
+        row = f"| {task} | {len(entry['correct'])}/{entry['n']} | {entry['accuracy']:.2f} |"
+        assert row in readme, f"README results table is stale for {task}: expected {row!r}"
