@@ -53,10 +53,6 @@ def render_records(records: Sequence[Mapping[str, Any]], fmt: str) -> str:
         return "\n\n".join(bibtex(r) for r in records)
     if fmt == "yaml":
         return render_yaml(list(records))
-    if fmt == "json":
-        return json.dumps(list(records), indent=2, ensure_ascii=False)
-    if fmt == "table":
-        return render_table(records, len(records))
     raise ValueError(f"unknown format {fmt!r}")
 
 

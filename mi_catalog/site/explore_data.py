@@ -17,9 +17,9 @@ from typing import Any
 
 from mi_catalog.facets import FACET_TABLE, YEAR_RANGE, FacetKind
 from mi_catalog.index_build import text_fields
-from mi_catalog.query import url_keys
+from mi_catalog.query import TOKEN_MIN_LENGTH, TOKEN_PATTERN, url_keys
 from mi_catalog.schema import Entry
-from mi_catalog.site.text import TOKEN_MIN_LENGTH, TOKEN_PATTERN, analyzed, stop_words
+from mi_catalog.site.text import analyzed, stop_words
 from mi_catalog.textquery import OPERATORS, TEXT_FIELDS
 
 FORMAT_VERSION = 2

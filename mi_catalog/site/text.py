@@ -7,10 +7,9 @@ helper here turns it into something that renders literally, whatever it holds.
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
-from mi_catalog.query import TOKEN_MIN_LENGTH, TOKEN_PATTERN, text_analyzer
+from mi_catalog.query import text_analyzer
 
 # Characters Markdown (and the extensions we enable) could read as syntax. They are
 # written as numeric character references, which Python-Markdown passes through
@@ -68,16 +67,3 @@ def stop_words() -> list[str]:
     from whoosh.analysis import STOP_WORDS
 
     return sorted(STOP_WORDS)
-
-
-
-
-def query_tokens(query: str) -> list[str]:
-    """Tokens of a free-text query, the way the explore page computes them (used by tests)."""
-    stops = set(stop_words())
-    out = []
-    for match in re.finditer(TOKEN_PATTERN, query):
-        token = match.group(0).lower()
-        if len(token) >= TOKEN_MIN_LENGTH and token not in stops:
-            out.append(token)
-    return out

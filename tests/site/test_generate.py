@@ -20,7 +20,7 @@ from mi_catalog.site import pages
 from mi_catalog.site.build import MARKER, build_site, check_out_dir, require_mkdocs, run_mkdocs
 from mi_catalog.site.explore_data import explore_data
 from mi_catalog.site.project import mkdocs_yml, write_project
-from mi_catalog.site.text import analyzed, bibtex_entry, md_text, query_tokens
+from mi_catalog.site.text import analyzed, bibtex_entry, md_text, stop_words
 
 ENTRIES = fixture_entries()
 BY_ID = {e.id: e for e in ENTRIES}
@@ -173,6 +173,15 @@ def test_venue_aliases_agree_with_resolve_venue() -> None:
     venue = next(f for f in explore_data(ENTRIES)["facets"] if f["name"] == "venue")
     for key, canonical in venue["aliases"].items():
         assert vocab.resolve_venue(key) == canonical
+
+
+def query_tokens(query: str) -> list[str]:
+    """Tokens of a free-text query the way explore.js computes them: TOKEN_PATTERN, lowercase, 2+, no stop word."""
+    from mi_catalog.query import TOKEN_MIN_LENGTH, TOKEN_PATTERN
+
+    stops = set(stop_words())
+    found = (m.group(0).lower() for m in re.finditer(TOKEN_PATTERN, query))
+    return [t for t in found if len(t) >= TOKEN_MIN_LENGTH and t not in stops]
 
 
 @pytest.mark.parametrize("query", ["Refusal in the U.S.A!", "gpt-2 & x-ray café Über a_b 3.14", "the of tbd"])
