@@ -218,3 +218,51 @@ def test_one_definition_of_the_query_parameters(cat: Catalog) -> None:
     assert [k for k, v in url_keys().items() if v != "text"] == list(FACET_NAMES)
     with pytest.raises(TypeError, match="unknown query parameter"):
         cat.query(objects="head")
+
+
+PARITY_QUERIES = [
+    "refus*",
+    "refusal OR sycophancy",
+    "title:refusal",
+    "refusal NOT direction",
+    '"refusal direction"',
+    '"direction of refusal"',
+    "title:(refusal OR jailbreak) NOT summary:sparse",
+    "NOT refusal",
+    "steer* vector*",
+    "ref?sal",
+    "refusal OR sycophancy persona",
+    "refusal AND direction OR sycophancy",
+    "language-specific",
+    'authors:"neel nanda"',
+    "(knowledge OR factual) editing NOT title:survey",
+    "s*e",
+    "the of",
+]
+
+
+@pytest.mark.parametrize("text", PARITY_QUERIES)
+def test_whoosh_evaluation_agrees_with_the_reference_matcher(text: str) -> None:
+    """The CLI evaluates the tree with Whoosh; textquery.matches (which explore.js ports) on the analyzed fields."""
+    from mi_catalog.index_build import text_fields
+    from mi_catalog.load import load_catalog
+    from mi_catalog.paths import default_catalog_dir
+    from mi_catalog.query import parse_text
+    from mi_catalog.site.text import analyzed
+    from mi_catalog.textquery import matches
+
+    entries = _real_entries(default_catalog_dir(), load_catalog)
+    tree = parse_text(text)
+    expected = {
+        e.id for e in entries if tree is None or matches(tree, {f: analyzed(t) for f, t in text_fields(e).items()})
+    }
+    assert {h.id for h in Catalog().query(text).results} == expected
+
+
+_ENTRIES: list = []
+
+
+def _real_entries(folder: Path, load) -> list:
+    if not _ENTRIES:
+        _ENTRIES.extend(load(folder).entries)
+    return _ENTRIES
