@@ -391,6 +391,7 @@ def convert_gguf(gguf: Path, out: Path, entry: RegistryModel, bars: bool = False
     with contextlib.nullcontext() if bars else contextlib.redirect_stderr(io.StringIO()):
         model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
+    _portable_tokenizer_config(out, tokenizer)
     import gguf as gguf_package
 
     return {
@@ -404,6 +405,18 @@ def convert_gguf(gguf: Path, out: Path, entry: RegistryModel, bars: bool = False
             "gguf": getattr(gguf_package, "__version__", None) or _dist_version("gguf"),
         },
     }
+
+
+def _portable_tokenizer_config(out: Path, tokenizer: Any) -> None:
+    """Name a tokenizer class every transformers version knows and keep the chat template inside
+    tokenizer_config.json too (transformers 5 writes ``TokenizersBackend`` and a separate
+    chat_template.jinja, which transformers 4 cannot read). Tokenisation is unchanged."""
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(getattr(tokenizer, "chat_template", None), str):
+        config["chat_template"] = tokenizer.chat_template
+    atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _dist_version(dist: str) -> str | None:
