@@ -110,7 +110,11 @@ class EnglishTaskSource:
             named = bool(re.fullmatch(r"[A-Za-z0-9._-]+", self.model_name or ""))
             keep = shipped.correct_indices(self.model_name, task) if named else None
             if keep is not None:
-                rows = [rows[i] for i in keep]
+                kept = [rows[i] for i in keep]
+                # Keep only what the model gets right — unless that erases a whole label class (SmolLM2-135M
+                # refuses no harmful prompt): a labelled set needs both classes to probe or fit a direction.
+                if {r.get("label") for r in kept} >= {r.get("label") for r in rows}:
+                    rows = kept
             examples = [example_from_json(r, task, f"english/{task}.jsonl") for r in rows]
             random.Random(f"english/{task}/{seed}").shuffle(examples)
             return examples[:n]
