@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-Number = Union[int, float]
+Number = int | float
 
 
 def _finite(value: float) -> float | None:
@@ -98,7 +98,7 @@ class Bars:
     kind: Literal["bars"] = "bars"
 
 
-Figure = Union[Heatmap, Curve, Bars]
+Figure = Heatmap | Curve | Bars
 
 
 @dataclass(frozen=True)

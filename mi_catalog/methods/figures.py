@@ -128,9 +128,9 @@ def curve_svg(fig: Curve) -> str:
         color = PALETTE[i % len(PALETTE)]
         if name in fig.bands:
             blo, bhi = fig.bands[name]
-            pts = [f"{px(x)},{py(v)}" for x, v in zip(xs, bhi, strict=True)]
-            pts += [f"{px(x)},{py(v)}" for x, v in reversed(list(zip(xs, blo, strict=True)))]
-            parts.append(f'<polygon points="{" ".join(pts)}" fill="{color}" fill-opacity="0.18" stroke="none"/>')
+            band = [f"{px(x)},{py(v)}" for x, v in zip(xs, bhi, strict=True)]
+            band += [f"{px(x)},{py(v)}" for x, v in reversed(list(zip(xs, blo, strict=True)))]
+            parts.append(f'<polygon points="{" ".join(band)}" fill="{color}" fill-opacity="0.18" stroke="none"/>')
         pts = " ".join(f"{px(x)},{py(v)}" for x, v in zip(xs, ys, strict=True) if math.isfinite(v))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
         parts.append(f'<text x="{x0 + w + 8}" y="{y0 + 12 + 14 * i}" fill="{color}">{html.escape(name)}</text>')

@@ -157,7 +157,7 @@ def causal_trace(
             continue  # trace only facts the model knows
         noise = torch.randn(noise_samples, len(subject), lm.d_model, generator=generator) * noise_std
 
-        def add_noise(rows_per_sample: int) -> Any:
+        def add_noise(rows_per_sample: int, subject: list[int] = subject, noise: torch.Tensor = noise) -> Any:
             def fn(act: torch.Tensor, _state: ForwardState) -> torch.Tensor:
                 act = act.clone()
                 act[:, subject] += noise.repeat_interleave(rows_per_sample, dim=0).to(act.dtype)

@@ -150,5 +150,5 @@ def test_induction_answer_is_copied_from_the_first_pass() -> None:
 
 
 def test_unknown_task_is_rejected() -> None:
-    with pytest.raises(ValueError, match="no task 'nope'.*induction"):  # TaskDataError, naming the tasks it has
+    with pytest.raises(ValueError, match=r"no task 'nope'.*induction"):  # TaskDataError, naming the tasks it has
         examples("nope", 1)
