@@ -140,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mi_catalog.tasks import TaskDataError
 
     progress = StderrProgress(enabled=not args.quiet and sys.stderr.isatty())
+    if progress.enabled:  # loading a model and the first passes can take seconds: say what is happening
+        sys.stderr.write(f"running {args.target} on {args.model}{f' (task {args.task})' if args.task else ''} …\n")
     try:
         result = run_impl(args.target, model=args.model, out_dir=args.out, seed=args.seed, device=args.device,
                           dtype=args.dtype, task=args.task, n=args.n, prompts_file=args.prompts,

@@ -132,19 +132,40 @@ def resolve(impl_or_entry_id: str, declared: dict[str, ImplInfo] | None = None) 
 
 
 def _unknown_message(name: str, impls: dict[str, ImplInfo]) -> str:
-    """Say what the user may have meant: a close implementation id, or catalog entries whose id/title match."""
+    """Say what the user may have meant: a close implementation id, a vocabulary value and the implementations
+    that have it, or catalog entries whose title or summary names it (and which of them run)."""
     known = list(impls) + [e for info in impls.values() for e in info.reproduces]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hints = [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
+    hints += _vocabulary_hints(name, impls)
     entries = _matching_entries(name)
     if entries:
-        hints.append(f"catalog entries matching {name!r}: {', '.join(entries)} (see `mi-catalog show ID`)")
+        runnable = {e: i.id for i in impls.values() for e in i.reproduces}
+        shown = [f"{e} (runs {runnable[e]})" if e in runnable else e for e in entries]
+        hints.append(f"catalog entries naming {name!r}: {', '.join(shown)} — `mi-catalog show ID`")
     hint = "; " + "; ".join(hints) if hints else ""
     return f"no reference implementation {name!r}{hint} (implementations: {', '.join(sorted(impls))})"
 
 
+def _vocabulary_hints(name: str, impls: dict[str, ImplInfo]) -> list[str]:
+    from mi_catalog import vocab
+
+    out = []
+    for facet, attr in ((vocab.METHOD, "methods"), (vocab.STEER, "steering"), (vocab.OBJECT, "objects")):
+        try:
+            values = facet.resolve(name)
+        except vocab.UnknownValueError:
+            continue
+        having = sorted(i.id for i in impls.values() if set(getattr(i, attr)) & set(values))
+        what = f"{name!r} is the {facet.label.lower()} {', '.join(values)}"
+        out.append(f"{what}: run {' or '.join(having)}" if having else f"{what} (no implementation yet)")
+    return out
+
+
 def _matching_entries(name: str) -> list[str]:
-    """Catalog entry ids whose id or any word of the title matches ``name`` (for "run rome" → the ROME entry)."""
+    """Catalog entry ids whose id, title or summary names ``name`` as a whole word (``run rome`` → ROME)."""
+    import re
+
     try:
         from mi_catalog.load import load_catalog
         from mi_catalog.paths import default_catalog_dir
@@ -152,13 +173,10 @@ def _matching_entries(name: str) -> list[str]:
         entries = load_catalog(default_catalog_dir()).entries
     except Exception:  # the hint is best effort: a broken catalog must not hide the real error
         return []
-    key = name.lower().replace("-", " ")
-    found = []
-    for entry in entries:
-        words = {w.strip(":,.()").lower() for w in entry.title.replace("-", " ").split()}
-        if key == entry.id or key in words or key in entry.id.replace("-", " ").split() or key in entry.title.lower():
-            found.append(entry.id)
-    return found[:5]
+    pattern = re.compile(rf"(?<![\w-]){re.escape(name.replace('-', ' '))}(?![\w-])", re.IGNORECASE)
+    in_title = [e.id for e in entries if e.id == name or pattern.search(e.title.replace("-", " "))]
+    in_summary = [e.id for e in entries if e.id not in in_title and e.summary and pattern.search(e.summary)]
+    return (in_title + in_summary)[:4]
 
 
 def make_spec(module: ModuleType, seed: int, **overrides: Any) -> Any:

@@ -196,3 +196,18 @@ def test_cli_run_module_imports_light() -> None:
     code = "import sys, mi_catalog.cli_run; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("rome", ["targeted-optimization", "locating-and-editing-factual-associations-in-gpt (runs activation-patching)"]),
+        ("causal-tracing", ["causal-attribution: run activation-patching"]),
+        ("dola", ["catalog entries naming 'dola': dola"]),
+    ],
+)
+def test_unknown_run_target_says_what_was_meant(name: str, expected: list[str]) -> None:
+    with pytest.raises(UnknownImplError) as info:
+        resolve(name)
+    for text in expected:
+        assert text in str(info.value)
