@@ -34,7 +34,7 @@ from mi_catalog.models.hooks import Cache, ForwardState, capture, edit, patch
 from mi_catalog.models.loading import Batch, LoadedModel
 from mi_catalog.models.weights import W_E
 from mi_catalog.tasks import TaskExample, position_group
-from reference_impls._common import answer_ids, head_label, subject_positions, token_labels
+from reference_impls._common import head_label, subject_positions, token_labels
 
 IMPL = ImplInfo(
     id="activation-patching",
@@ -346,5 +346,5 @@ def _figures(lm: LoadedModel, task: str, pts: list[PromptTrace], curves: dict[tu
     single = [float(head_means[layer, h]) for layer, h in chosen]
     figs.append(Bars(f"{task}_head_set", f"{task}: top heads alone vs together",
                      labels=[head_label(*h) for h in chosen] + [f"top {len(chosen)} together"],
-                     values=single + [sum(set_effects) / len(set_effects)], y_label="normalised effect"))
+                     values=[*single, sum(set_effects) / len(set_effects)], y_label="normalised effect"))
     return figs

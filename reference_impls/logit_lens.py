@@ -87,7 +87,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     output = Output(
         metrics={"n_prompts": len(examples), "first_top1_layer": reached[0] if reached else -1,
                  "final_top1_rate": round(float(rate[-1]), 6), "answer_prob_final": final_mean,
-                 "answer_prob_mid": mid_mean},  # fmt: skip
+                 "answer_prob_mid": mid_mean},
         intervals={"answer_prob_final": final_ci, "answer_prob_mid": mid_ci},
         findings=ranked(findings),
         tensors={"answer_prob": answer_prob, "top1_rate": rate},
@@ -97,7 +97,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                   x_label="layer", y_label="probability",
                   bands={"p(answer)": ([c[0] for c in cis], [c[1] for c in cis])}),
             _first_prompt_grid(lm, *decode_layers(lm, data.prompts[:1]), int(answers[0]), data.task),
-        ],  # fmt: skip
+        ],
         notes=["Reproduces the logit lens as published: ln_final and W_U applied to each block's output."],
     )
     return output

@@ -122,7 +122,7 @@ GPT2 = Family(
         q=HookPoint("{layer}.attn.c_attn", "output", "fused:q"),
         k=HookPoint("{layer}.attn.c_attn", "output", "fused:k"),
         v=HookPoint("{layer}.attn.c_attn", "output", "fused:v"),
-    ),  # fmt: skip
+    ),
 )
 
 GPT_NEOX = Family(
@@ -146,7 +146,7 @@ GPT_NEOX = Family(
         q=HookPoint("{layer}.attention.query_key_value", "output", "fused:q"),
         k=HookPoint("{layer}.attention.query_key_value", "output", "fused:k"),
         v=HookPoint("{layer}.attention.query_key_value", "output", "fused:v"),
-    ),  # fmt: skip
+    ),
 )
 
 LLAMA = Family(
@@ -172,7 +172,7 @@ LLAMA = Family(
         q=HookPoint("{layer}.self_attn.q_proj", "output", "heads"),
         k=HookPoint("{layer}.self_attn.k_proj", "output", "kv_heads"),
         v=HookPoint("{layer}.self_attn.v_proj", "output", "kv_heads"),
-    ),  # fmt: skip
+    ),
 )
 
 FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA)

@@ -7,10 +7,10 @@ materialise the attention pattern, so ``attn_pattern`` would silently be empty.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,7 @@ def check_device(device: str) -> torch.device:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1 or Path(name).exists()
+    return name.startswith((".", "/", "~")) or (os.sep in name and name.count("/") != 1) or Path(name).exists()
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:
