@@ -181,7 +181,9 @@ class ListTaskSource:
         if task not in self.by_task:
             raise TaskDataError(f"{self.name} has no task {task!r}; available: {', '.join(self.by_task) or '(none)'}")
         pool = list(self.by_task[task])
-        random.Random(f"{self.name}/{task}/{seed}").shuffle(pool)
+        # Seeded by task and seed only — never by the source's name (a file path): the same file and seed
+        # must give the same examples wherever the file lives.
+        random.Random(f"list/{task}/{seed}").shuffle(pool)
         return pool[:n]
 
 

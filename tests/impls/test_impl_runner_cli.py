@@ -211,3 +211,15 @@ def test_unknown_run_target_says_what_was_meant(name: str, expected: list[str]) 
         resolve(name)
     for text in expected:
         assert text in str(info.value)
+
+
+def test_a_prompts_file_gives_the_same_examples_wherever_it_lives(tmp_path: Path) -> None:
+    from mi_catalog.tasks import file_source
+
+    rows = "".join(f'{{"prompt": "p{i}", "answer": "a{i}"}}\n' for i in range(20))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.jsonl").write_text(rows)
+    first = file_source(tmp_path / "a" / "x.jsonl").examples("custom", 5, seed=3)
+    second = file_source(tmp_path / "b" / "x.jsonl").examples("custom", 5, seed=3)
+    assert [e.prompt for e in first] == [e.prompt for e in second]

@@ -19,7 +19,7 @@ from mi_catalog.models.tiny import tiny_model
 from mi_catalog.vocab import OBJECT
 
 IMPL_IDS = sorted(discover_impls())
-# Small settings per implementation so the whole matrix stays quick; anything not listed runs with n=4.
+# Small settings per implementation so the whole matrix stays quick (every run uses all 10 universal rows).
 QUICK: dict[str, dict[str, object]] = {
     "activation-patching": {"noise_samples": 2, "head_set": 2},
 }
@@ -30,7 +30,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _run(impl: str, lm, prompts: Path, seed: int = 0):  # type: ignore[no-untyped-def]
-    return run_impl(impl, model=lm, prompts_file=prompts, n=6, seed=seed, **QUICK.get(impl, {}))
+    return run_impl(impl, model=lm, prompts_file=prompts, n=10, seed=seed, **QUICK.get(impl, {}))
 
 
 @pytest.mark.parametrize("impl", IMPL_IDS)
