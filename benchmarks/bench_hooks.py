@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     lm = bench_model()
-    words = "the the a and is was" if lm.is_toy else "The Eiffel Tower is in the city of Paris"
+    words = "the the a and is was" if lm.tasks.name == "toy" else "The Eiffel Tower is in the city of Paris"
     batch = lm.encode([" ".join([words] * 3)] * args.batch)
     resid = [f"resid_post.{layer}" for layer in range(lm.n_layers)]
     every = all_sites(lm)
