@@ -12,6 +12,7 @@ from typing import Any
 
 from mi_catalog.errors import CatalogNotFoundError
 from mi_catalog.facets import FACET_TABLE
+from mi_catalog.fsutil import pid_alive
 from mi_catalog.index import FACETS_FILE, INDEX_FORMAT, META_FILE, IndexInfo, content_hash
 from mi_catalog.paths import catalog_files, catalog_signature, index_dir_for
 from mi_catalog.query import Hit, text_analyzer
@@ -135,13 +136,7 @@ def _remove_stale(root: Path, keep: set[str]) -> None:
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftover from an earlier, failed build in this process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def build_index(catalog_dir: Path, index_root: Path | None = None, *, signature: str | None = None) -> IndexInfo:

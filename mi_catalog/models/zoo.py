@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mi_catalog.fsutil import atomic_write_text, replace_dir
+from mi_catalog.fsutil import atomic_write_text, pid_alive, replace_dir
 from mi_catalog.paths import PACKAGE_DIR, cache_root
 
 Progress = Callable[[str], None]
@@ -465,21 +465,11 @@ as, the published bf16 model's.
 """
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep_stale(root: Path, name: str) -> None:
     """Remove work folders left by a fetch that was killed (its process is gone)."""
     for stale in root.glob(f".{name}.tmp-*"):
         match = re.search(r"\.tmp-(\d+)-", stale.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             shutil.rmtree(stale, ignore_errors=True)
 
 
