@@ -188,8 +188,10 @@ class PromptTrace:
     p_clean: float
     p_corrupt: float
     grid: dict[str, torch.Tensor]  # resid/mlp → [n_layers, pos] normalised effect; heads → [n_layers, n_heads]
-    head_set_effect: float
     groups: dict[str, tuple[int, ...]]  # token group → positions
+    clean: Cache  # the clean run's activations (restored from)
+    corruption: Corruption  # the same noise draws / contrast prompt, reused for the head-set restoration
+    answer: int
 
 
 def token_groups(n_pos: int, corrupted: tuple[int, ...], subject: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -224,7 +226,7 @@ def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int)
             "heads": effect[2 * L * n_pos :].reshape(L, H)}  # fmt: skip
     tokens = token_labels(lm, clean_batch.input_ids[0])
     groups = token_groups(n_pos, corruption.positions, subject_positions(lm, ex))
-    return PromptTrace(tokens, corruption.positions, p_clean, p_corrupt, grid, 0.0, groups)
+    return PromptTrace(tokens, corruption.positions, p_clean, p_corrupt, grid, groups, clean, corruption, answer)
 
 
 def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[int, int]]:
@@ -233,20 +235,13 @@ def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[in
     return [(i // lm.n_heads, i % lm.n_heads) for i in order]
 
 
-def set_effect(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int, heads: list[tuple[int, int]],
-               pt: PromptTrace) -> float:  # fmt: skip
+def set_effect(lm: LoadedModel, pt: PromptTrace, heads: list[tuple[int, int]], spec: Spec) -> float:
     """Normalised effect of restoring ``heads`` together on one prompt (the same noise draws as its trace)."""
-    clean_batch = lm.encode([ex.prompt])
-    sites = sorted({f"head_out.{layer}" for layer, _ in heads})
-    with capture(lm, sites) as clean:
-        lm.logits(clean_batch)
-    corruption = make_corruption(lm, ex, spec, sigma, seed)
-    assert corruption is not None
     by_layer: dict[int, list[int]] = {}
     for layer, h in heads:
         by_layer.setdefault(layer, []).append(h)
     restoration: Restoration = tuple((f"head_out.{layer}", "heads", tuple(hs)) for layer, hs in sorted(by_layer.items()))
-    p = restore(lm, corruption, clean, [restoration], lm.token_id(ex.answer), spec.batch_size, spec.head_positions)
+    p = restore(lm, pt.corruption, pt.clean, [restoration], pt.answer, spec.batch_size, spec.head_positions)
     return float(normalised_effect(p, pt.p_clean, pt.p_corrupt)[0])
 
 
@@ -269,20 +264,19 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     examples = data.examples
     sigma = subject_sigma(lm, examples)
     seeds = [spec.seed * 100_003 + i for i in range(len(examples))]
-    traces: list[tuple[TaskExample, int, PromptTrace]] = []
+    pts: list[PromptTrace] = []
     for i, (ex, seed) in enumerate(zip(examples, seeds, strict=True)):
         data.progress("activation patching", i, len(examples))
         pt = trace(lm, ex, spec, sigma, seed)
         if pt is not None:
-            traces.append((ex, seed, pt))
+            pts.append(pt)
     data.progress("activation patching", len(examples), len(examples))
-    if not traces:
+    if not pts:
         raise ValueError(f"{data.task}: no prompt could be corrupted (contrast prompts differ in token length)")
-    pts = [t for _, _, t in traces]
     heads = torch.stack([t.grid["heads"] for t in pts])  # [n_prompts, L, H]
     k = min(spec.head_set, lm.n_layers * lm.n_heads)
     chosen = head_set(lm, heads.mean(dim=0), k)
-    set_effects = [set_effect(lm, ex, spec, sigma, seed, chosen, pt) for ex, seed, pt in traces]
+    set_effects = [set_effect(lm, pt, chosen, spec) for pt in pts]
     metrics: dict[str, int | float] = {"n_prompts": len(pts), "n_skipped": len(examples) - len(pts)}
     intervals: dict[str, tuple[float, float]] = {}
 
@@ -291,7 +285,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
 
     headline("clean_prob", torch.tensor([t.p_clean for t in pts]))
     headline("corrupt_prob", torch.tensor([t.p_corrupt for t in pts]))
-    metrics["noise_samples"] = make_corruption(lm, traces[0][0], spec, sigma, traces[0][1]).samples  # type: ignore[union-attr]
+    metrics["noise_samples"] = pts[0].corruption.samples
     metrics["noise_sigma"] = round(spec.noise_scale * sigma, 6)
     curves = {(kind, group): group_curve(pts, kind, group) for kind in ("resid", "mlp") for group in GROUPS}
     for kind, group, prefix in (("resid", "subject_last", "resid_subject_last"), ("resid", "last", "resid_last"),
