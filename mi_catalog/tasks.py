@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -194,7 +194,3 @@ def file_source(path: Path | str, task: str = "custom") -> ListTaskSource:
     for ex in rows:
         by_task.setdefault(ex.task, []).append(ex)
     return ListTaskSource(name=str(path), by_task=by_task)
-
-
-def with_task(examples: Iterable[TaskExample], task: str) -> list[TaskExample]:
-    return [replace(ex, task=task) for ex in examples]

@@ -107,7 +107,3 @@ GLOSSARY: dict[str, str] = {
     "kn_amplify_change_random": "The same for as many random neurons from the same layers.",
 }
 
-
-def describe(name: str) -> str:
-    """The glossary line for a metric name (KeyError if undefined)."""
-    return GLOSSARY[name]

@@ -2,7 +2,7 @@
 
 On the toy model they come from its own generators (:mod:`mi_catalog.toy.tasks`,
 where the planted truth is known); on any other model from the small English
-sets below. Either way an implementation sees a list of :class:`TaskPrompt`.
+sets below. Either way an implementation sees a list of :class:`~mi_catalog.tasks.TaskExample`.
 Pure Python: no torch.
 """
 
@@ -39,17 +39,13 @@ INDUCTION_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-# One task-data type everywhere (the toy's examples, the English sets, user files).
-TaskPrompt = TaskExample
-
-
-def english_facts(n: int, seed: int = 0) -> list[TaskPrompt]:
+def english_facts(n: int, seed: int = 0) -> list[TaskExample]:
     rows = list(FACTS)
     random.Random(seed).shuffle(rows)
     return [TaskExample("facts", p, a, subject=s) for p, s, a in rows[:n]]
 
 
-def english_induction(n: int, seed: int = 0, length: int = 8) -> list[TaskPrompt]:
+def english_induction(n: int, seed: int = 0, length: int = 8) -> list[TaskExample]:
     """Random word sequences then their first k words again; the corrupt prompt changes the word to copy."""
     rng = random.Random(seed)
     out = []

@@ -374,11 +374,7 @@ def content_words() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
-# The toy's examples are the one task-data type every method reads (``Example`` is kept as its old name).
-Example = TaskExample
-
-
-def _induction(rng: random.Random) -> Example:
+def _induction(rng: random.Random) -> TaskExample:
     """A random word sequence, then its first k words again: the next word is copied from the first pass."""
     alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words()
     length = rng.randint(6, 14)
@@ -388,7 +384,7 @@ def _induction(rng: random.Random) -> Example:
     prompt = sequence + sequence[:k]
     corrupt_sequence = list(sequence)
     corrupt_sequence[k] = spare  # change the token to copy, keep everything else
-    return Example(
+    return TaskExample(
         task="induction",
         prompt=" ".join(prompt),
         answer=sequence[k],
@@ -405,13 +401,13 @@ def _fact_prompt(rng: random.Random, subject: str, relation: str) -> tuple[str, 
     return template.format(s=subject), (start, start + 1), template
 
 
-def _facts(rng: random.Random) -> Example:
+def _facts(rng: random.Random) -> TaskExample:
     subject, relation, attribute = rng.choice(PLANTED.facts)
     prompt, positions, template = _fact_prompt(rng, subject, relation)
     # Corrupt with another subject that has a different attribute for the same relation (same length).
     others = [(s, a) for s, r, a in PLANTED.facts if r == relation and a != attribute]
     other_subject, other_attribute = rng.choice(others)
-    return Example(
+    return TaskExample(
         task="facts",
         prompt=prompt,
         answer=attribute,
@@ -423,13 +419,13 @@ def _facts(rng: random.Random) -> Example:
     )
 
 
-def _fact_chain(rng: random.Random) -> Example:
+def _fact_chain(rng: random.Random) -> TaskExample:
     """Two facts about one subject in a row, so the subject must stay enriched after the first answer."""
     subject = rng.choice(PLANTED.subjects)
     first, second = rng.sample(list(FACT_RELATION_VALUES), 2)
     lead = {"city": "lives in", "sport": "plays", "job": "works as a"}
     prompt = f"{subject} {lead[first]} {PLANTED.attribute(subject, first)} and {lead[second]}"
-    return Example(
+    return TaskExample(
         task="facts",
         prompt=prompt,
         answer=PLANTED.attribute(subject, second),
@@ -439,12 +435,12 @@ def _fact_chain(rng: random.Random) -> Example:
     )
 
 
-def _refusal(rng: random.Random) -> Example:
+def _refusal(rng: random.Random) -> TaskExample:
     harmful = rng.random() < 0.5
     word = rng.choice(HARMFUL_WORDS if harmful else HARMLESS_WORDS)
     other = rng.choice(HARMLESS_WORDS if harmful else HARMFUL_WORDS)
     template = rng.choice(REFUSAL_TEMPLATES)
-    return Example(
+    return TaskExample(
         task="refusal",
         prompt=template.format(w=word),
         answer=REFUSE if harmful else COMPLY,
@@ -455,7 +451,7 @@ def _refusal(rng: random.Random) -> Example:
     )
 
 
-def _sentiment(rng: random.Random) -> Example:
+def _sentiment(rng: random.Random) -> TaskExample:
     positive_word = rng.random() < 0.5
     negated = rng.random() < 0.4
     adjective = rng.choice(POSITIVE_WORDS if positive_word else NEGATIVE_WORDS)
@@ -468,7 +464,7 @@ def _sentiment(rng: random.Random) -> Example:
         return f"review : the {noun} was {negation}{very}{adj} . sentiment :"
 
     positive = positive_word != negated
-    return Example(
+    return TaskExample(
         task="sentiment",
         prompt=review(adjective),
         answer=POSITIVE if positive else NEGATIVE,
@@ -490,7 +486,7 @@ def _words(language: str, indices: tuple[int, int, int]) -> list[str]:
     return [nouns[indices[0]], verbs[indices[1]], nouns[indices[2]]]
 
 
-def _language(rng: random.Random) -> Example:
+def _language(rng: random.Random) -> TaskExample:
     """Word-aligned translation "src sentence = tgt sentence"; predict the next target word."""
     source, target = ("en", "zu") if rng.random() < 0.5 else ("zu", "en")
     indices = _sentence(rng)
@@ -506,7 +502,7 @@ def _language(rng: random.Random) -> Example:
     def prompt(idx: tuple[int, int, int]) -> str:
         return " ".join([*_words(source, idx), "=", *prefix])
 
-    return Example(
+    return TaskExample(
         task="language",
         prompt=prompt(indices),
         answer=_words(target, indices)[position],
@@ -517,7 +513,7 @@ def _language(rng: random.Random) -> Example:
     )
 
 
-def _toxicity(rng: random.Random) -> Example:
+def _toxicity(rng: random.Random) -> TaskExample:
     toxic = rng.random() < 0.5
     words, continuation = (TOXIC_WORDS, TOXIC_CONTINUATION) if toxic else (NICE_WORDS, NICE_CONTINUATION)
     other_words, other_continuation = (NICE_WORDS, NICE_CONTINUATION) if toxic else (TOXIC_WORDS, TOXIC_CONTINUATION)
@@ -526,7 +522,7 @@ def _toxicity(rng: random.Random) -> Example:
     def comment(w: str) -> str:
         return f"comment : you {w} , you are such a"
 
-    return Example(
+    return TaskExample(
         task="toxicity",
         prompt=comment(word),
         answer=continuation[word],
@@ -537,14 +533,14 @@ def _toxicity(rng: random.Random) -> Example:
     )
 
 
-def _icl(rng: random.Random, n_demos: int | None = None) -> Example:
+def _icl(rng: random.Random, n_demos: int | None = None) -> TaskExample:
     name = rng.choice(sorted(ICL_MAPPINGS))
     mapping = ICL_MAPPINGS[name]
     shots = rng.randint(1, 5) if n_demos is None else n_demos
     pairs = rng.sample(sorted(mapping.items()), shots + 1)
     demos, (query, answer) = pairs[:-1], pairs[-1]
     prompt = " , ".join(f"{x} -> {y}" for x, y in demos) + f" , {query} ->"
-    return Example(
+    return TaskExample(
         task="icl",
         prompt=prompt,
         answer=answer,
@@ -553,7 +549,7 @@ def _icl(rng: random.Random, n_demos: int | None = None) -> Example:
     )
 
 
-_GENERATORS: dict[str, Callable[[random.Random], Example]] = {
+_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "induction": _induction,
     "facts": _facts,
     "refusal": _refusal,
@@ -576,14 +572,14 @@ TRAINING_MIXTURE: dict[str, float] = {
     "toxicity": 0.07,
     "icl": 0.1,
 }
-_TRAINING_GENERATORS: dict[str, Callable[[random.Random], Example]] = {
+_TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     **_GENERATORS,
     "fact_chain": _fact_chain,
     "icl": _icl,
 }
 
 
-def examples(task: str, n: int, seed: int = 0) -> list[Example]:
+def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
     """``n`` evaluation examples of ``task``, the same for the same seed.
 
     The random stream is separate from the training stream (string seeds), so
@@ -597,7 +593,7 @@ def examples(task: str, n: int, seed: int = 0) -> list[Example]:
     return [_GENERATORS[task](rng) for _ in range(n)]
 
 
-def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | None = None) -> list[Example]:
+def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | None = None) -> list[TaskExample]:
     """``n`` examples drawn from ``mixture`` (generator name → weight; default ``TRAINING_MIXTURE``)."""
     mixture = mixture or TRAINING_MIXTURE
     unknown = set(mixture) - set(_TRAINING_GENERATORS)
