@@ -168,7 +168,7 @@ def render_run(result: Any) -> str:
     what = "reproduction of the paper's method" if result.kind == "reproduction" else \
         "pipeline: the survey's method family applied, not the paper's exact algorithm"  # fmt: skip
     lines = [f"{result.impl} on {result.model}, task {result.task}" + (f" (entry {result.entry})" if result.entry else "")
-             + f" — {result.seconds:.1f} s", f"  {what}"]  # fmt: skip
+             + f" — {result.seconds:.2f} s", f"  {what}"]  # fmt: skip
     metrics = result.output.metrics
     width = max((len(k) for k in metrics), default=0)
     for name, value in metrics.items():
