@@ -88,7 +88,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         metrics={"n_prompts": len(examples), "first_top1_layer": reached[0] if reached else -1,
                  "final_top1_rate": round(float(rate[-1]), 6), "answer_prob_final": final_mean,
                  "answer_prob_mid": mid_mean},
-        intervals={"answer_prob_final": final_ci, "answer_prob_mid": mid_ci},
+        intervals={"answer_prob_final": final_ci, "answer_prob_mid": mid_ci,
+                   "final_top1_rate": mean_ci(top1[-1], seed=spec.seed)[1]},
         findings=ranked(findings),
         tensors={"answer_prob": answer_prob, "top1_rate": rate},
         figures=[

@@ -22,6 +22,7 @@ def test_logit_lens_on_the_toy_forms_the_answer_across_layers(toy) -> None:  # t
         assert m["final_top1_rate"] == 1.0
         assert 0 <= m["first_top1_layer"] < toy.n_layers - 1  # formed before the last layer
         assert result.output.intervals["answer_prob_final"][0] > 0.9
+        assert result.output.intervals["final_top1_rate"] == (1.0, 1.0)
 
 
 def test_figures_are_specs_rendered_by_the_runner(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
