@@ -1,8 +1,12 @@
-"""Overhead of capture hooks on a forward pass (target: ≤ 1.05× a bare forward).
+"""Overhead of capture hooks on a forward pass (target: capturing every site ≤ 1.10× a bare forward).
 
 Runs the toy model when its checkpoint is built (else a tiny random Llama),
 alternating bare and hooked forwards so machine load hits both alike, and
-prints the median times and their ratio.
+prints the median times and their ratio. Times are this thread's CPU time
+(``time.thread_time``) by default: on a shared machine wall time mostly
+measures the other processes (ratios swing 0.8–1.4× between runs under load),
+while the thread's CPU time is what the hooks actually cost. ``--wall`` uses
+wall-clock time instead (meaningful on a quiet machine).
 
     .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16]
 """
@@ -28,17 +32,23 @@ def bench_model() -> LoadedModel:
         return tiny_model("llama", n_layers=4, d_model=128)
 
 
+CLOCK = time.thread_time
+
+
 def timed(fn: object) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()  # type: ignore[operator]
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.perf_counter if args.wall else time.thread_time
     torch.set_num_threads(1)
     lm = bench_model()
     words = "the the a and is was" if lm.tasks.name == "toy" else "The Eiffel Tower is in the city of Paris"
@@ -55,7 +65,7 @@ def main() -> None:
     for _ in range(10):  # warm-up
         lm.logits(batch)
     print(f"model {lm.name}: {lm.n_layers} layers, d_model {lm.d_model}, batch {tuple(batch.shape)}, "
-          f"median of {args.runs} runs")  # fmt: skip
+          f"median of {args.runs} runs, {'wall' if args.wall else 'thread CPU'} time")  # fmt: skip
     n_sites = {"no-op hook, every site": len(every), "capture resid_post": len(resid), "capture every site": len(every)}
     for label, intervention in configs.items():
         bare: list[float] = []
