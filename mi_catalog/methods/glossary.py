@@ -80,6 +80,13 @@ GLOSSARY: dict[str, str] = {
     "ablation_top_drop": "Largest mean drop in answer probability from ablating one unit.",
     "ablation_set_drop": "Mean drop in answer probability from ablating the top-k units together.",
     "ablation_set_size": "How many top units ablation_set_drop ablates together.",
+    "n_units": "Units (attention heads and/or FFN neurons) scored, each ablated on its own.",
+    "ablation_top_head_drop": "Mean drop of the task metric (clean − ablated; the metric of clean_metric) when the best single head is ablated.",
+    "ablation_top_neuron_drop": "Mean drop of the task metric when the best single FFN neuron (mlp_act) is ablated.",
+    "ablation_heads_significant": "Heads whose 95 % bootstrap interval (over prompts) of the metric drop lies above 0.",
+    "ablation_neurons_significant": "Neurons whose 95 % bootstrap interval (over prompts) of the metric drop lies above 0.",
+    "ablation_head_set_drop": "Mean drop of the task metric when the top ablation_head_set_size heads are ablated together.",
+    "ablation_head_set_size": "How many of the top-ranked heads ablation_head_set_drop ablates together.",
     # --- attribution patching (gradient × activation difference)
     "clean_metric": "Mean task metric on the clean prompts (logit difference answer − corrupt answer, or log p(answer) when the task names no corrupt answer; see notes).",
     "corrupt_metric": "Mean task metric on the corrupted prompts (contrast prompt, shuffled prompt, or subject-embedding noise).",
