@@ -402,6 +402,7 @@ VENUES: tuple[Venue, ...] = (
     Venue("ACL", "conference", "Annual Meeting of the Association for Computational Linguistics"),
     Venue("EMNLP", "conference", "Conference on Empirical Methods in Natural Language Processing"),
     Venue("NAACL", "conference", "Conference of the North American Chapter of the ACL"),
+    Venue("EACL", "conference", "Conference of the European Chapter of the ACL"),
     Venue("COLING", "conference", "International Conference on Computational Linguistics"),
     Venue(
         "LREC-COLING",

@@ -127,7 +127,14 @@ def test_schema_and_cli_use_the_vocabulary() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "canonical"),
-    [("TLMR", "TMLR"), ("Arxiv", "arXiv"), ("ArXiv", "arXiv"), ("ACLWS", "Workshop"), ("NeurIPS", "NeurIPS")],
+    [
+        ("TLMR", "TMLR"),
+        ("Arxiv", "arXiv"),
+        ("ArXiv", "arXiv"),
+        ("ACLWS", "Workshop"),
+        ("NeurIPS", "NeurIPS"),
+        ("eacl", "EACL"),
+    ],
 )
 def test_venue_aliases(raw: str, canonical: str) -> None:
     assert vocab.resolve_venue(raw) == canonical
