@@ -112,5 +112,18 @@ GLOSSARY: dict[str, str] = {
     "kn_suppress_change_random": "The same for as many random neurons from the same layers (averaged over draws).",
     "kn_amplify_change": "Mean relative change of p(answer) when the knowledge neurons are amplified (× Spec.amplify, default 2) at the last token.",
     "kn_amplify_change_random": "The same for as many random neurons from the same layers.",
+    # --- refusal direction (Arditi et al. 2024): difference of means, directional ablation, activation addition
+    "n_val": "Prompts of the fit half held out to choose among the fitted candidates (validation).",
+    "direction_layer": "Layer l whose block input (resid_pre.l) gives the chosen difference-of-means direction.",
+    "direction_position": "Token position of the chosen direction, counted from the end (-1 = last token).",
+    "direction_norm": "Norm of the chosen difference-of-means vector (the vector that activation addition adds).",
+    "n_candidates_kept": "Candidate directions (layer × position) passing the validation filters (KL on harmless prompts below the limit, addition induces the behaviour, not in the last layers).",
+    "refusal_rate_before": "Share of held-out harmful (behaviour-class) prompts whose greedy next token is a refusal token, unsteered.",
+    "refusal_rate_ablated": "The same with the direction ablated from every residual-stream read and write.",
+    "harmless_accuracy_before": "Share of held-out harmless (other-class) prompts whose greedy next token is their answer, unsteered.",
+    "harmless_accuracy_ablated": "The same with the direction ablated.",
+    "harmless_refusal_before": "Share of held-out harmless prompts whose greedy next token is a refusal token, unsteered.",
+    "harmless_refusal_added": "The same with the direction added (activation addition at its layer, every position).",
+    "kl_harmless_ablated": "Mean KL(unsteered ‖ ablated) of next-token distributions on the held-out harmless prompts (all real positions).",
 }
 
