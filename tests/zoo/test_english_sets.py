@@ -67,6 +67,15 @@ def test_refusal_prompts_use_the_chat_template() -> None:
     assert all(row["chat"] is True for row in english.load("refusal"))
 
 
+def test_every_harmful_instruction_has_a_harmless_twin() -> None:
+    rows = english.load("refusal")
+    harmful = [row for row in rows if row["label"] == "harmful"]
+    assert harmful and all(row.get("corrupt_prompt") and row["corrupt_answer"] == "Sure" for row in harmful)
+    harmless = {row["prompt"] for row in rows if row["label"] == "harmless"}
+    twins = [row["corrupt_prompt"] for row in harmful]
+    assert len(set(twins)) == len(twins) and not set(twins) & harmless  # new prompts, each used once
+
+
 def test_induction_is_deterministic_and_repeats() -> None:
     rows = english.induction()
     assert rows == english.induction()
