@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from mi_catalog import vocab
@@ -433,8 +434,28 @@ def provenance_section(entry: Entry, path: str) -> str:
 # --- everything -------------------------------------------------------------------------
 
 
+def results_page(record: dict[str, Any] | None) -> Page:
+    """What each method finds on a real model next to the paper's claim (from the committed record)."""
+    from mi_catalog.methods.claims import render_markdown
+
+    head = front_matter("Results on a real model") + "# What the methods find on a real model\n\n"
+    if record is None:
+        return Page("results.md", head + "No results record is committed yet.\n")
+    body = (
+        f"Each reference implementation run on **{record['model']}** (SmolLM2-135M-Instruct, dequantised 4-bit "
+        "weights) with the English task sets, next to the claim of the paper it comes from. A verdict is decided "
+        "by a simple criterion on the run's own numbers, stated per row below; *n/a* means the model lacks the "
+        f"behaviour. Re-measure with `{record['command']}`.\n\n"
+    )
+    criteria = "\n".join(f"- `{r['impl']}` on {r['task']}: {r['criterion']}." for r in record["rows"])
+    return Page("results.md", head + body + render_markdown(record) + "\n## Criteria\n\n" + criteria + "\n")
+
+
 def all_pages(entries: Sequence[Entry], impls: dict[str, ImplInfo], data_version: str = "") -> list[Page]:
-    pages = [home_page(entries, impls), explore_page(data_version), chart_page(entries), taxonomy_index_page(entries)]
+    from mi_catalog.methods.claims import load_record
+
+    pages = [home_page(entries, impls), explore_page(data_version), chart_page(entries), taxonomy_index_page(entries),
+             results_page(load_record())]  # fmt: skip
     for facet in vocab.FACETS:
         pages.append(facet_page(entries, facet))
         pages.extend(term_page(entries, facet, t) for t in (*facet.groups, *facet.terms))

@@ -89,6 +89,7 @@ nav:
   - Home: index.md
   - Explore: explore.md
   - Chart: chart.md
+  - Results: results.md
   - Taxonomy:
       - taxonomy/index.md
 {taxonomy}

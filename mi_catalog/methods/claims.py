@@ -1,0 +1,242 @@
+"""What each reference implementation finds on a real model, next to the paper's claim.
+
+One declarative list (:data:`CLAIMS`): which implementation runs on which task, the paper's claim in
+words, and a *criterion* — a check on the run's own numbers that says whether the model shows the
+claimed picture. :func:`measure` runs them on a model (torch, slow: minutes on SmolLM2-135M) and
+returns a JSON-safe record; :func:`render_markdown` turns a record into the results table shown in
+the README and on the site (pure Python: the site reads the committed record, never torch).
+
+A verdict is ``"agrees"``, ``"differs"`` or ``"n/a"`` (the model lacks the behaviour the claim is
+about, e.g. a model that never refuses has no refusal to ablate). The criteria are deliberately
+simple, stated next to each claim, and never compare a method with itself.
+
+    python -m mi_catalog.methods.claims --model smollm2-135m   # writes the committed record
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mi_catalog.fsutil import atomic_write_text
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "data" / "english" / "results"
+Summary = Callable[[dict[str, Any]], tuple[str, str]]  # run JSON → (what was found, verdict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    impl: str
+    task: str
+    paper: str | None  # catalog entry id of the paper that makes the claim (None: a general finding)
+    claim: str  # the paper's claim, in words
+    criterion: str  # how the verdict is decided from the run's numbers
+    summary: Summary
+    n: int = 16
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _m(run: dict[str, Any], name: str) -> float:
+    value = run["metrics"].get(name)
+    return float("nan") if value is None else float(value)
+
+
+def _ci(run: dict[str, Any], name: str) -> str:
+    interval = run.get("intervals", {}).get(name)
+    value = _m(run, name)
+    if interval is None or None in interval:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _top(run: dict[str, Any], obj: str, k: int = 3) -> str:
+    labels = [f["label"] or f"L{f['layer']}" for f in run["findings"] if f["object"] == obj][:k]
+    return ", ".join(labels) if labels else "none"
+
+
+def _causal_tracing(run: dict[str, Any]) -> tuple[str, str]:
+    early, late = _m(run, "resid_subject_last_peak_layer"), _m(run, "resid_last_peak_layer")
+    mlp = _m(run, "mlp_subject_last_peak_layer")
+    text = (f"residual at the last subject token peaks at layer {early:.0f} "
+            f"(effect {_ci(run, 'resid_subject_last_peak_effect')}), FFN output there at layer {mlp:.0f}; "
+            f"residual at the last token peaks at layer {late:.0f} "
+            f"(effect {_ci(run, 'resid_last_peak_effect')})")  # fmt: skip
+    return text, "agrees" if early < late else "differs"
+
+
+def _logit_lens(run: dict[str, Any]) -> tuple[str, str]:
+    first = _m(run, "first_top1_layer")
+    text = (f"the answer is first top-1 at layer {first:.0f}; final top-1 rate {_ci(run, 'final_top1_rate')}, "
+            f"answer probability at the middle layer {_m(run, 'answer_prob_mid'):.3f} vs final "
+            f"{_m(run, 'answer_prob_final'):.3f}")  # fmt: skip
+    return text, "agrees" if first > 0 and _m(run, "answer_prob_mid") < _m(run, "answer_prob_final") else "differs"
+
+
+def _tuned_lens(run: dict[str, Any]) -> tuple[str, str]:
+    reduction = _m(run, "lens_kl_reduction")
+    text = (f"held-out KL to the final layer: logit lens {_m(run, 'lens_kl_logit_mean'):.2f} nats, tuned lens "
+            f"{_m(run, 'lens_kl_tuned_mean'):.2f} nats ({reduction:.0%} lower); answer top-1 from layer "
+            f"{_m(run, 'tuned_first_top1_layer'):.0f} (tuned)")  # fmt: skip
+    return text, "agrees" if reduction > 0 else "differs"
+
+
+def _induction(run: dict[str, Any]) -> tuple[str, str]:
+    layers = [f["layer"] for f in run["findings"] if f["object"] == "attention-head"][:4]
+    text = (f"top heads by restoring effect: {_top(run, 'attention-head', 4)}; restoring the top "
+            f"{_m(run, 'head_set_size'):.0f} together: {_ci(run, 'head_set_effect')}")  # fmt: skip
+    ok = bool(layers) and min(layers) >= 1 and _m(run, "head_set_effect") > _m(run, "head_top_effect")
+    return text, "agrees" if ok else "differs"
+
+
+def _probe(run: dict[str, Any]) -> tuple[str, str]:
+    acc, chance = _m(run, "probe_best_layer_accuracy"), _m(run, "probe_majority_rate")
+    text = (f"best residual probe at layer {_m(run, 'probe_best_layer'):.0f}: held-out accuracy "
+            f"{_ci(run, 'probe_best_layer_accuracy')} (majority {chance:.2f}, shuffled-label control "
+            f"{_m(run, 'probe_control_accuracy'):.2f}); best head probe {_m(run, 'probe_best_head_accuracy'):.2f}")  # fmt: skip
+    return text, "agrees" if acc >= chance + 0.2 and acc > _m(run, "probe_control_accuracy") else "differs"
+
+
+def _massive(run: dict[str, Any]) -> tuple[str, str]:
+    count, ratio = _m(run, "massive_count"), _m(run, "massive_max_ratio")
+    text = (f"{count:.0f} massive activations, first at layer {_m(run, 'massive_first_layer'):.0f}; largest "
+            f"{_m(run, 'massive_max_abs'):.0f} = {ratio:.0f}× its token's median, at layer "
+            f"{_m(run, 'massive_max_layer'):.0f}")  # fmt: skip
+    return text, "agrees" if count > 0 else "differs"
+
+
+def _ffn_projection(run: dict[str, Any]) -> tuple[str, str]:
+    share = _m(run, "ffn_topk_answer_in_top_tokens")
+    text = (f"FFN most promoting the answer directly: layer {_m(run, 'ffn_top_layer'):.0f}; "
+            f"{share:.0%} of the top {_m(run, 'ffn_topk_size'):.0f} neurons have an answer among their top promoted tokens")  # fmt: skip
+    return text, "agrees" if share > 0 else "differs"
+
+
+def _knowledge_neurons(run: dict[str, Any]) -> tuple[str, str]:
+    layers = [f["layer"] for f in run["findings"] if f["object"] == "neuron"][:10]
+    text = f"top neurons by integrated gradients: {_top(run, 'neuron', 4)}"
+    metrics = run["metrics"]
+    if "kn_suppress_change" in metrics:
+        text += (f"; suppressing them changes p(answer) by {_ci(run, 'kn_suppress_change')} (relative; random "
+                 f"neurons {_m(run, 'kn_suppress_change_random'):+.2f})")  # fmt: skip
+    n_layers = max([f["layer"] for f in run["findings"] if f["layer"] is not None] or [0]) + 1
+    upper = sum(1 for layer in layers if layer is not None and layer >= n_layers // 2)
+    return text, "agrees" if layers and upper >= len(layers) / 2 else "differs"
+
+
+def _eap(run: dict[str, Any]) -> tuple[str, str]:
+    fraction = _m(run, "circuit_edge_fraction")
+    text = (f"{_m(run, 'circuit_edges'):.0f} of {_m(run, 'n_edges'):.0f} edges ({fraction:.0%}) keep "
+            f"{_ci(run, 'circuit_faithfulness')} of the logit difference; top heads {_top(run, 'attention-head', 3)}")  # fmt: skip
+    return text, "agrees" if 0 < fraction <= 0.5 else "differs"
+
+
+def _lape(run: dict[str, Any]) -> tuple[str, str]:
+    own, other = _m(run, "lape_own_drop"), _m(run, "lape_other_drop")
+    text = (f"{_m(run, 'lape_n_selected'):.0f} neurons selected over {_m(run, 'lape_n_languages'):.0f} languages; "
+            f"zeroing a language's neurons drops its p(answer) by {_ci(run, 'lape_own_drop')}, other languages' by "
+            f"{other:.3f}")  # fmt: skip
+    return text, "agrees" if own > other else "differs"
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("activation-patching", "facts", "locating-and-editing-factual-associations-in-gpt",
+          "Causal tracing: an early site (the residual / FFN at the last subject token, early-middle layers) and "
+          "a late site (the last token, later layers) carry the fact.",
+          "agrees when the subject-token peak layer is below the last-token peak layer", _causal_tracing, n=12),
+    Claim("logit-lens", "facts", "interpreting-gpt-the-logit-lens",
+          "Decoding intermediate residuals with the unembedding shows the prediction forming over depth.",
+          "agrees when the answer becomes top-1 after layer 0 and is likelier at the end than mid-way", _logit_lens),
+    Claim("tuned-lens", "facts", "eliciting-latent-predictions-with-the-tuned-lens",
+          "Per-layer affine translators decode intermediate layers with lower KL to the final output than the logit lens.",
+          "agrees when the held-out KL reduction is positive", _tuned_lens),
+    Claim("activation-patching", "induction", "in-context-learning-and-induction-heads",
+          "Induction heads (attending to the token after the previous occurrence and copying it) form in layers after "
+          "the first, and several of them act redundantly.",
+          "agrees when the top-4 heads sit in layer ≥ 1 and restoring the top heads together beats the best single head",
+          _induction, n=12),
+    Claim("edge-attribution-patching", "ioi", "attribution-patching-outperforms-automated-circuit-discovery",
+          "A sparse circuit (a small fraction of edges) carries indirect-object identification.",
+          "agrees when at most half of the edges reach the faithfulness threshold", _eap),
+    Claim("linear-probe", "sentiment", None,
+          "Sentiment is linearly decodable from the residual stream.",
+          "agrees when the best held-out probe beats the majority rate by 0.2 and the shuffled-label control", _probe),
+    Claim("massive-activations", "facts", "massive-activations-in-large-language-models",
+          "A few activations are orders of magnitude larger than the rest, from early layers on, at fixed dimensions.",
+          "agrees when at least one activation passes the paper's thresholds", _massive),
+    Claim("ffn-vocab-projection", "facts", "ffn-promoting-concepts",
+          "FFN value vectors promote interpretable groups of tokens when projected to the vocabulary.",
+          "agrees when some top neuron's top promoted tokens include an answer", _ffn_projection),
+    Claim("knowledge-neurons", "facts", "knowledge-neurons-in-pretrained-transformers",
+          "A few FFN neurons, mostly in the upper layers, express a fact.",
+          "agrees when most of the top-10 neurons are in the upper half of the layers", _knowledge_neurons, n=8),
+    Claim("language-neurons", "multilingual", "language-specific-neurons",
+          "Language-specific neurons exist; deactivating them hurts their own language far more than others.",
+          "agrees when zeroing a language's neurons drops its own p(answer) more than the other languages'", _lape),
+)
+
+
+def measure(model: str = "smollm2-135m", progress: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
+    """Run every claim on ``model`` → the JSON record (slow; imports torch)."""
+    from mi_catalog.methods.runner import run_impl
+    from mi_catalog.models.loading import load_model
+
+    lm = load_model(model)
+    rows = []
+    for i, claim in enumerate(CLAIMS, 1):
+        progress(f"[{i}/{len(CLAIMS)}] {claim.impl} on {claim.task}")
+        start = time.perf_counter()
+        run = run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict()
+        found, verdict = claim.summary(run)
+        rows.append({"impl": claim.impl, "task": claim.task, "paper": claim.paper, "claim": claim.claim,
+                     "criterion": claim.criterion, "found": found, "verdict": verdict, "n": claim.n,
+                     "seconds": round(time.perf_counter() - start, 1), "run": run})  # fmt: skip
+    return {"model": lm.name, "command": f"python -m mi_catalog.methods.claims --model {model}", "rows": rows}
+
+
+def record_path(model: str) -> Path:
+    return RESULTS_DIR / f"{model}-methods.json"
+
+
+def load_record(model: str = "smollm2-135m") -> dict[str, Any] | None:
+    path = record_path(model)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The results table (method, task, paper's claim, what the model shows, verdict)."""
+    lines = [
+        "| method | task | the paper's claim | what we find on " + record["model"] + " | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in record["rows"]:
+        cells = [f"`{row['impl']}`", row["task"], row["claim"], row["found"], row["verdict"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run every claim on a model and write the results record.")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--print", action="store_true", help="print the committed record's table and exit")
+    args = parser.parse_args(argv)
+    if args.print:
+        record = load_record(args.model)
+        if record is None:
+            print(f"no record for {args.model}; run without --print first", file=sys.stderr)
+            return 1
+        print(render_markdown(record), end="")
+        return 0
+    record = measure(args.model, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    atomic_write_text(record_path(args.model), json.dumps(record, indent=1, allow_nan=False) + "\n")
+    print(render_markdown(record), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
