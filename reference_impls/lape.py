@@ -20,9 +20,28 @@ quantile of all activation probabilities; the ``top_rate`` share of all neurons 
 above it (the paper's text says 1 %, the released script uses 5 %); a neuron belongs to every language whose
 probability exceeds the threshold. Causal check on the held-out split: zero one language's neurons (all
 positions) and measure p(answer) and accuracy for each language's prompts, with bootstrap intervals over prompts.
+Steer and Improve (issue 8): the deactivation is the steering artifact (a ``UnitScaling`` of one language's
+neurons by 0, language ``Spec.suppress``, default the first); ``improve`` is that language's held-out accuracy
+before → after (suppression: a drop is the intended change), the side effects are the other languages'
+accuracy, the model's other tasks and the KL on neutral prompts, and a sweep over ``top_rate`` is the strength.
+``token_side="output"`` counts the positions whose *next* token is the language's instead of those holding it:
+in monolingual text the two coincide, in translation data reading a language (the source) and writing it (the
+target) happen at different tokens.
 Simplifications: the tokens of task prompts instead of monolingual corpora; p(answer) and accuracy instead of
-perplexity; no activation-steering of the output language. On the toy the selection finds language-selective
-neurons but zeroing them barely moves p(answer) (the toy's translation is robust to it): the notes say so.
+perplexity; no activation-steering of the output language.
+
+On the toy (v1 checkpoint, seeds 0–9, n = 128) the claim does not hold, and not for want of neurons: LAPE's
+neurons are selective on held-out planted words (a test), but the toy's translation is redundant. At the
+paper's 1 % (10 neurons) zeroing a language's neurons moves p(answer) by at most 0.0044 on either language and
+accuracy not at all. With ``token_side="output"`` zeroing the 4–6 English neurons lowers English p(answer) by
+0.004–0.012 and Zulu's by ≤ 0.0001 (every seed), but zeroing the Zulu neurons moves neither by more than 0.0005. Up to 10 % of all
+neurons (~60 per language) accuracy starts to fall, but on the wrong language: zeroing the English (input-side)
+neurons costs the Zulu-target prompts — whose *source* is English — 0.18–0.33 accuracy, the English-target ones
+nothing: these neurons read a language, and translation reads the other one. Zeroing single neurons, no neuron
+but one shared by both languages (L0N245, 2.5–3 nats) lowers either language's log p(answer) by more than
+0.015 nats, while zeroing the whole FFN of layer 0 or 1 drops both languages' accuracy to ≤ 0.3: the toy keeps
+its languages in many redundant, word-specific neurons that LAPE's high activation-probability threshold
+excludes, not in a small language-general set.
 """
 
 from __future__ import annotations
@@ -34,9 +53,11 @@ from dataclasses import dataclass
 import torch
 
 from mi_catalog.impl_info import ImplInfo
-from mi_catalog.methods.contract import Bars, Finding, Heatmap, Output, ranked
+from mi_catalog.methods import steering
+from mi_catalog.methods.contract import Bars, Finding, Heatmap, Output, SideEffect, ranked
 from mi_catalog.methods.data import RunData
 from mi_catalog.methods.metrics import answer_prob, mean_ci, top1_correct
+from mi_catalog.methods.steering import Unit, UnitScaling
 from mi_catalog.models.hooks import ablate, capture
 from mi_catalog.models.loading import LoadedModel
 from mi_catalog.tasks import TaskDataError, TaskExample
@@ -64,6 +85,8 @@ IMPL = ImplInfo(
         "lape_other_accuracy_drop",
         "clean_prob",
         "clean_accuracy",
+        "lape_suppress_own_accuracy",
+        "lape_suppress_other_accuracy",
     ),
 )
 
@@ -78,6 +101,13 @@ class Spec:
     prob_quantile: float = 0.95  # activation-probability threshold: this quantile of all probabilities
     top_rate: float = 0.01  # share of all neurons kept: the lowest LAPE among those above the threshold
     min_tokens: int = 1  # token positions each language needs in the fit split (a note warns below 16)
+    # Which positions count for a language: "input" — positions holding one of its tokens (the paper: its text);
+    # "output" — positions whose NEXT token is one of them (where the language is written; in translation data
+    # reading and writing a language happen at different tokens).
+    token_side: str = "input"
+    suppress: str = ""  # the language whose neurons the Improve stage deactivates ("" = the first language)
+    sweep: tuple[float, ...] = (0.005, 0.01, 0.03, 0.1)  # top_rate values of the strength sweep
+    n_side: int = 24  # prompts per other task for the side effects
 
 
 def activation_probability(acts: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -114,6 +144,12 @@ def select(probs: torch.Tensor, prob_quantile: float, top_rate: float) -> tuple[
     return member, threshold, entropy
 
 
+def deactivation(member: torch.Tensor) -> UnitScaling:
+    """Zero the neurons of a membership mask [L, d_mlp] (input of W_out, every position) as a steering artifact."""
+    units = tuple(Unit(f"mlp_act.{layer}", int(j)) for layer, j in member.nonzero().tolist())
+    return UnitScaling(units, 0.0)
+
+
 def _text(ex: TaskExample) -> str:
     """Prompt followed by its answer (BPE answers carry their own leading space; word-level ones do not)."""
     return ex.prompt + (ex.answer if ex.answer[:1].isspace() else " " + ex.answer)
@@ -132,8 +168,10 @@ def token_activations(
     examples: list[TaskExample],
     token_sets: list[set[int]],
     site: str,
+    side: str = "input",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activations at every position holding one language's token → ([L, n_positions, d_mlp], language [n_positions])."""
+    """Activations at every position holding one language's token (``side="input"``) or followed by one
+    (``"output"``) → ([L, n_positions, d_mlp], language [n_positions])."""
     sites = [f"{site}.{layer}" for layer in range(lm.n_layers)]
     batch = lm.encode([_text(ex) for ex in examples])
     with capture(lm, sites) as cache:
@@ -143,6 +181,8 @@ def token_activations(
     for g, tokens in enumerate(token_sets):
         group[torch.isin(ids, torch.tensor(sorted(tokens), dtype=torch.long))] = g
     group[~batch.attention_mask.bool().cpu()] = -1
+    if side == "output":  # the language of the token predicted at each position
+        group = torch.cat([group[:, 1:], torch.full_like(group[:, :1], -1)], dim=1)
     keep = group >= 0  # [B, T]
     acts = torch.stack([cache[s].float().cpu()[keep] for s in sites])  # [L, n_positions, d_mlp]
     return acts, group[keep]
@@ -175,7 +215,11 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     fit = [ex for ex in fit if ex.label is not None]
     data.progress("activation probabilities", 0, 1)
     token_sets = language_tokens(lm, fit, languages)
-    acts, groups = token_activations(lm, fit, token_sets, spec.site)
+    if spec.token_side not in ("input", "output"):
+        raise ValueError(f"token_side={spec.token_side!r}; use 'input' or 'output'")
+    if spec.suppress and spec.suppress not in languages:
+        raise TaskDataError(f"suppress={spec.suppress!r} is not one of the languages {', '.join(languages)}")
+    acts, groups = token_activations(lm, fit, token_sets, spec.site, spec.token_side)
     counts = torch.bincount(groups, minlength=len(languages))
     if int(counts.min()) < spec.min_tokens:
         raise TaskDataError(
@@ -201,6 +245,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     other_acc: list[torch.Tensor] = []
     bars_labels, bars_values, bars_ci = [], [], []
     grid = torch.full((len(languages), len(languages)), float("nan"))
+    acc_grid = torch.full((len(languages), len(languages)), float("nan"))  # accuracy drop [ablated, scored]
     for g, ablated in enumerate(languages):
         data.progress("deactivate", g, len(languages))
         for h, scored in enumerate(languages):
@@ -212,6 +257,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             (own_acc if g == h else other_acc).append(base[scored][1] - correct_after)
             mean, ci = mean_ci(drop, seed=spec.seed)
             grid[g, h] = mean
+            acc_grid[g, h] = float((base[scored][1] - correct_after).mean())
             bars_labels.append(f"zero {ablated} → {scored}")
             bars_values.append(mean)
             bars_ci.append(ci)
@@ -229,6 +275,31 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         score = 1.0 - float(entropy[layer, neuron]) / max_entropy
         findings.append(Finding("neuron", layer, neuron, score, f"{neuron_label(layer, neuron)} ({', '.join(langs)})"))
     per_layer = member.sum(dim=2)  # [G, L]
+
+    # Steer and Improve: deactivate one language's neurons (the fitted artifact), accuracy before → after on its
+    # held-out prompts (the intended change is a drop: suppression), the other languages' accuracy as the first
+    # cost, then the model's other tasks; a sweep over top_rate as the strength.
+    target = spec.suppress or next((lang for lang in languages if by_lang.get(lang)), languages[0])
+    g_target = languages.index(target)
+    artifact = deactivation(member[g_target])
+    own_examples = by_lang.get(target, [])
+    other_examples = [ex for lang in languages if lang != target for ex in by_lang.get(lang, [])]
+    own_before = steering.correct(lm, own_examples)
+    own_after = steering.correct(lm, own_examples, artifact)
+    other_after = steering.correct(lm, other_examples, artifact)
+    sweep_own: list[torch.Tensor] = []
+    sweep_other: list[torch.Tensor] = []
+    sizes: list[int] = []
+    for rate in spec.sweep:
+        swept = select(probs, spec.prob_quantile, rate)[0][g_target]
+        sizes.append(int(swept.sum()))
+        sweep_own.append(steering.correct(lm, own_examples, deactivation(swept)))
+        sweep_other.append(steering.correct(lm, other_examples, deactivation(swept)))
+    costs: list[SideEffect] = []
+    if other_examples:  # the first cost: the languages that were not meant to change
+        other_before = steering.correct(lm, other_examples)
+        costs.append(SideEffect("other languages", float(other_before.mean()), float(other_after.mean())))
+    costs += steering.side_effects(lm, data, artifact, n=spec.n_side)
     supported = own_ci[0] > other_ci[1]
     claim = (
         "Deactivation claim supported here: zeroing a language's neurons lowers its own p(answer) more than the "
@@ -251,6 +322,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "lape_other_accuracy_drop": round(float(torch.cat(other_acc).mean()), 6),
             "clean_prob": clean_mean,
             "clean_accuracy": round(float(clean_acc.mean()), 6),
+            "lape_suppress_own_accuracy": mean_ci(own_after, seed=spec.seed)[0],
+            "lape_suppress_other_accuracy": mean_ci(other_after, seed=spec.seed)[0],
         },
         intervals={
             "lape_own_drop": own_ci,
@@ -258,9 +331,17 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "clean_prob": clean_ci,
             "lape_own_accuracy_drop": mean_ci(torch.cat(own_acc), seed=spec.seed)[1],
             "lape_other_accuracy_drop": mean_ci(torch.cat(other_acc), seed=spec.seed)[1],
+            "lape_suppress_own_accuracy": mean_ci(own_after, seed=spec.seed)[1],
+            "lape_suppress_other_accuracy": mean_ci(other_after, seed=spec.seed)[1],
         },
         findings=ranked(findings),
-        tensors={"activation_probability": probs, "lape": entropy, "members": member.float(), "drop_grid": grid},
+        tensors={
+            "activation_probability": probs,
+            "lape": entropy,
+            "members": member.float(),
+            "drop_grid": grid,
+            "accuracy_grid": acc_grid,
+        },
         figures=[
             Bars(
                 "deactivation",
@@ -278,12 +359,28 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 col_labels=[f"L{layer}" for layer in range(lm.n_layers)],
                 cell_text=[[str(int(v)) for v in row] for row in per_layer.tolist()],
             ),
+            steering.sweep_curve(
+                "suppress_sweep",
+                f"{data.task}: accuracy with {target}'s LAPE neurons zeroed, by top_rate ({', '.join(map(str, sizes))} neurons)",
+                list(spec.sweep),
+                {f"{target} (suppressed)": sweep_own, "other languages": sweep_other},
+                x_label="top_rate (share of all neurons selected)",
+                y_label="held-out accuracy",
+                seed=spec.seed,
+            ),
         ],
+        improve=steering.improve(
+            data.task, f"accuracy on {target} prompts (suppression: lower)", own_before, own_after, seed=spec.seed
+        ),
+        side_effects=costs,
         notes=[
             *few,
             "Reproduces LAPE's selection (activation probability per language over the language's tokens, entropy, "
             "the lowest-entropy share above a probability threshold) on task prompts; damage is measured as "
             "p(answer) on held-out prompts, not perplexity.",
             claim,
+            f"Steering: zeroing {target}'s {int(member[g_target].sum())} neurons takes {target} accuracy from "
+            f"{float(own_before.mean()):.2f} to {float(own_after.mean()):.2f} and the other languages' to "
+            f"{float(other_after.mean()):.2f} (held out).",
         ],
     )

@@ -43,6 +43,8 @@ GLOSSARY: dict[str, str] = {
     "lape_selectivity": "lape_own_drop − lape_other_drop (LAPE's claim: clearly positive).",
     "lape_own_accuracy_drop": "Drop in top-1 accuracy on a language's held-out prompts when its own neurons are zeroed.",
     "lape_other_accuracy_drop": "Drop in top-1 accuracy on the other languages' held-out prompts when one language's neurons are zeroed.",
+    "lape_suppress_own_accuracy": "Held-out accuracy on the suppressed language's prompts (Spec.suppress, default the first) with its LAPE neurons zeroed (the Improve stage's after).",
+    "lape_suppress_other_accuracy": "Held-out accuracy on the other languages' prompts with the suppressed language's neurons zeroed (its first side effect).",
     # --- FFN value vectors projected to the vocabulary (Geva et al. 2022)
     "ffn_top_neuron_score": "Best neuron's mean activation-weighted promotion of the answer, m_j · (W_U v_j)[answer] centred over the vocabulary, at the last token.",
     "ffn_top_layer": "Layer whose FFN (sum of its neurons' sub-updates) most promotes the answer directly.",
