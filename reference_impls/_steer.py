@@ -26,8 +26,10 @@ from mi_catalog.models.hooks import capture
 from mi_catalog.models.loading import LoadedModel
 from mi_catalog.tasks import TaskDataError, TaskExample
 
-# Behaviour class names to prefer over sorted order (the toy's and English sets' labels).
+# Behaviour class names to prefer over sorted order (the toy's and English sets' labels), and the class to
+# contrast them with when there are more than two (the toy's persona task: a persona vs "none").
 PREFERRED_CLASSES = ("harmful", "positive", "toxic")
+PREFERRED_OTHER = ("harmless", "negative", "nice", "none")
 
 
 @dataclass
@@ -47,16 +49,16 @@ class ContrastSides:
 
 
 def contrast_sides(examples: Sequence[TaskExample], prefer: Sequence[str] = PREFERRED_CLASSES,
-                   behaviour: str | None = None) -> ContrastSides:  # fmt: skip
+                   behaviour: str | None = None, other: str | None = None) -> ContrastSides:  # fmt: skip
     """Split ``examples`` into the contrast's two sides (see the module docstring); raises TaskDataError when
     the examples have neither two label classes nor corrupt prompts."""
     classes = sorted({ex.label for ex in examples if ex.label is not None})
     if len(classes) >= 2:
         chosen = behaviour if behaviour in classes else next((c for c in prefer if c in classes), classes[0])
         rest = [c for c in classes if c != chosen]
-        other = rest[0]
-        return ContrastSides([ex for ex in examples if ex.label == chosen], [ex for ex in examples if ex.label == other],
-                             str(chosen), str(other), "labels")  # fmt: skip
+        against = other if other in rest else next((c for c in PREFERRED_OTHER if c in rest), rest[0])
+        return ContrastSides([ex for ex in examples if ex.label == chosen], [ex for ex in examples if ex.label == against],
+                             str(chosen), str(against), "labels")  # fmt: skip
     paired = [ex for ex in examples if ex.corrupt_prompt]
     if paired:
         flipped = [replace(ex, prompt=str(ex.corrupt_prompt), answer=ex.corrupt_answer or ex.answer,
@@ -85,6 +87,23 @@ def _split(examples: list[TaskExample], fit_fraction: float) -> tuple[list[TaskE
         )
     cut = max(1, min(len(examples) - 1, round(len(examples) * fit_fraction)))  # both parts non-empty
     return examples[:cut], examples[cut:]
+
+
+def paired_prompts(lm: LoadedModel, sides: ContrastSides) -> list[tuple[str, str]]:
+    """Contrastive pairs (behaviour prompt, other prompt) that differ only where the example's corruption
+    differs: an example's own ``corrupt_prompt`` when its corrupt answer belongs to the other side (CAA's
+    pairs: the same question, the behaviour swapped). Sides built from pairs are paired one to one."""
+    if sides.mode == "pairs":
+        return [(b.prompt, o.prompt) for b, o in zip(sides.behaviour, sides.other, strict=True)]
+    b_tokens, o_tokens = set(answer_token_set(lm, sides.behaviour)), set(answer_token_set(lm, sides.other))
+    out: list[tuple[str, str]] = []
+    for ex in sides.behaviour:
+        if ex.corrupt_prompt and ex.corrupt_answer and lm.token_id(ex.corrupt_answer) in o_tokens - b_tokens:
+            out.append((ex.prompt, ex.corrupt_prompt))
+    for ex in sides.other:
+        if ex.corrupt_prompt and ex.corrupt_answer and lm.token_id(ex.corrupt_answer) in b_tokens - o_tokens:
+            out.append((ex.corrupt_prompt, ex.prompt))
+    return out
 
 
 def answer_token_set(lm: LoadedModel, examples: Sequence[TaskExample]) -> list[int]:
