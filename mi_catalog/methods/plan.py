@@ -260,6 +260,7 @@ TASK_FALLBACKS: dict[str, tuple[str, ...]] = {
     "bias": ("sentiment",),
     "persona": ("sentiment",),
     "language": ("multilingual",),
+    "multilingual": ("language",),
     "icl": ("facts",),
     "toxicity": ("refusal",),
     "induction": ("facts",),
@@ -291,12 +292,11 @@ GOALS: dict[str, Goal] = {
         "prompts whose target language is the first label: share whose next "
         "word switches to the other language (output-language steering)",
     ),
-    "multilingual": Goal("answer_prob", "higher", "probability of the answer"),
     "facts": Goal(
-        "answer_prob",
+        "answer_margin",
         "higher",
-        "probability of the true attribute (the toy answers every fact already; "
-        "editing a fact is what the ROME reproduction does)",
+        "logit of the true attribute minus the largest other logit (the toy answers every fact already, so the "
+        "pipeline strengthens recall; editing a fact is what the ROME reproduction does)",
     ),
     "icl": Goal(
         "zero_shot_accuracy",
@@ -315,11 +315,11 @@ GOALS: dict[str, Goal] = {
     ),
     "sentiment": Goal("positive_rate", "higher", "negative reviews: share whose sentiment answer becomes positive"),
 }
-GENERIC_GOAL = Goal("answer_prob", "higher", "probability of the answer")
+GENERIC_GOAL = Goal("answer_margin", "higher", "logit of the answer minus the largest other logit")
 PRUNE_GOAL = Goal(
     "forward_seconds",
     "lower",
-    "seconds per forward pass over the test prompts after pruning the "
+    "CPU seconds per forward pass over the held-out prompts after pruning the "
     "least important located units (accuracy retained is reported beside it)",
 )
 

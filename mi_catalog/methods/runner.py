@@ -53,6 +53,7 @@ class RunResult:
     seconds: float = 0.0
     figures: list[str] = field(default_factory=list)  # files written under out_dir
     data_source: str = ""
+    plan: dict[str, Any] | None = None  # how an entry's run was chosen (mi_catalog.methods.plan.Plan.to_dict)
 
     @property
     def metrics(self) -> dict[str, int | float]:
@@ -77,6 +78,8 @@ class RunResult:
         if self.output.improve is not None:
             out["improve"] = self.output.improve.to_dict()
             out["side_effects"] = [s.to_dict() for s in self.output.side_effects]
+        if self.plan is not None:
+            out["plan"] = self.plan
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -294,7 +297,8 @@ def write_outputs(result: RunResult, out_dir: Path) -> None:
     from mi_catalog.methods.figures import write_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = result.impl.replace("-", "_")
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.impl)  # "pipeline:a+b" → "pipeline_a_b"
+    prefix = stem.replace("-", "_")
     written: list[str] = []
     for fig in result.output.figures:
         written.extend(str(p) for p in write_figure(fig, out_dir, prefix))
@@ -307,4 +311,4 @@ def write_outputs(result: RunResult, out_dir: Path) -> None:
         os.replace(tmp, target)
         written.append(str(target))
     result.figures = written
-    atomic_write_text(out_dir / f"{result.impl}.json", result.to_json() + "\n")
+    atomic_write_text(out_dir / f"{stem}.json", result.to_json() + "\n")
