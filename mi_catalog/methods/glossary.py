@@ -158,5 +158,19 @@ GLOSSARY: dict[str, str] = {
     "persona_rate": "Prompts without a persona prefix: share whose greedy reply is the persona's.",
     "positive_rate": "Negative reviews: share whose greedy sentiment answer is positive.",
     "forward_seconds": "CPU seconds of one forward pass over the held-out prompts (lower is faster).",
+    # --- ROME (Meng et al. 2022): rank-one edits of one FFN output matrix, scored like CounterFact
+    "n_edits": "Facts edited (held-out split), each applied alone to the original model and scored.",
+    "n_contexts": "Contexts k* and v* are averaged over: the bare prompt plus the prefixes that passed the neutrality check.",
+    "edit_layer": "Layer whose FFN output matrix is edited (Spec.layer, or the causal-trace peak on the fit split).",
+    "edit_at_last_token": "1 if the key is read at the prompt's last token (ROME's fact_token 'last'), 0 at the last subject token.",
+    "edit_layer_effect": "Mean normalised causal-trace effect of restoring that FFN's output at that token (fit split, noise on the subject).",
+    "efficacy": "Share of edits whose edit prompt then gives the new object a higher probability than the old answer (CounterFact efficacy score).",
+    "efficacy_before": "The same share before editing (the new object already winning).",
+    "generalization": "Mean over edits of the share of paraphrase prompts where the new object beats the old answer (CounterFact paraphrase score).",
+    "specificity": "Mean over edits of the share of neighbouring-subject prompts where their own answer still beats the new object (CounterFact neighbourhood score).",
+    "specificity_before": "The same share before editing.",
+    "relation_specificity": "Mean over edits of the share of the edited subject's other-relation prompts (correct before) still answered correctly.",
+    "target_new_prob": "Mean probability of the new object on the edit prompt after the edit.",
+    "kl_neutral": "Mean KL(unsteered ‖ steered) of next-token distributions on neutral prompts (the model's other tasks), averaged over the measured interventions.",
 }
 
