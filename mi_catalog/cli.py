@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "mi_catalog.cli_run",
     "mi_catalog.toy.cli",
     "mi_catalog.models.cli",
+    "mi_catalog.sae_cli",
     "mi_catalog.site",
 )
 
