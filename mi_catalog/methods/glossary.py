@@ -142,6 +142,21 @@ GLOSSARY: dict[str, str] = {
     "harmless_refusal_before": "Share of held-out harmless prompts whose greedy next token is a refusal token, unsteered.",
     "harmless_refusal_added": "The same with the direction added (activation addition at its layer, every position).",
     "kl_harmless_ablated": "Mean KL(unsteered ‖ ablated) of next-token distributions on the held-out harmless prompts (all real positions).",
+    # --- contrastive activation addition (Rimsky et al. 2024)
+    "n_pairs": "Contrast pairs the steering vector is averaged over (a prompt and its corrupt prompt of the other class); 0 = the two classes' means.",
+    "caa_layer": "Layer l whose block output (resid_post.l) the steering vector is taken from and added to (chosen on validation).",
+    "caa_multiplier": "Multiplier of the steering vector for the Improve stage and the side effects (Spec.multiplier).",
+    "behaviour_rate_before": "Held-out prompts of the other class: share whose greedy next token is a behaviour token, unsteered.",
+    "behaviour_rate_steered": "The same with the steering vector added (× the multiplier).",
+    "behaviour_own_before": "Held-out prompts of the behaviour class: share whose greedy next token is a behaviour token, unsteered.",
+    "behaviour_own_suppressed": "The same with the steering vector subtracted (× −multiplier).",
+    "sweep_effect_range": "Mean p(behaviour) ÷ (p(behaviour) + p(other)) over held-out prompts at the largest multiplier minus at the smallest.",
+    "sweep_min_step": "Smallest change of that mean between neighbouring multipliers of the sweep (≥ 0: monotone).",
+    # --- inference-time intervention (Li et al. 2023)
+    "iti_top_k": "Attention heads shifted (the top K by validation accuracy of their per-head probes).",
+    "iti_alpha": "Shift strength α: each chosen head's output moves α × σ along its unit direction (σ = std of its activations along it).",
+    "iti_heads_val_accuracy": "Mean validation accuracy of the chosen heads' probes.",
+    "iti_heads_test_accuracy": "Mean held-out test accuracy of the chosen heads' probes.",
     # --- pipelines (mi-catalog run ENTRY / mi-catalog pipeline): the generic steer and improve stages
     "steer_strength": "The steering strength chosen on the fit split: scaling factor, direction multiplier (or share projected out), or gradient steps.",
     "steer_units": "Units the steering acts on (heads or neurons; 1 for a whole layer, FFN or the embeddings).",
