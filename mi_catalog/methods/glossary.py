@@ -45,6 +45,18 @@ GLOSSARY: dict[str, str] = {
     "lape_other_accuracy_drop": "Drop in top-1 accuracy on the other languages' held-out prompts when one language's neurons are zeroed.",
     "lape_suppress_own_accuracy": "Held-out accuracy on the suppressed language's prompts (Spec.suppress, default the first) with its LAPE neurons zeroed (the Improve stage's after).",
     "lape_suppress_other_accuracy": "Held-out accuracy on the other languages' prompts with the suppressed language's neurons zeroed (its first side effect).",
+    # --- whispering experts / AurA (Suau et al. 2024): AUROC experts dampened by 1 − Gini
+    "aura_n_experts": "Units (Spec.sites: FFN pre-activations and output dimensions by default) whose fit-split AUROC for the behaviour class exceeds 0.5 — the experts AurA dampens.",
+    "aura_top_auroc": "Fit-split AUROC of the best expert's max-pooled response.",
+    "aura_top_auroc_test": "Held-out AUROC of that same unit (does the expert generalise?).",
+    "aura_mean_alpha": "Mean dampening factor α = 1 − 2 (AUROC − 0.5) over the experts (1 = untouched, 0 = silenced).",
+    "aura_rate_before": "Share of held-out behaviour-class prompts (toy: toxic) whose greedy next token is a behaviour token (toy: a planted toxic word), unsteered.",
+    "aura_rate_after": "The same with AurA's dampening applied (the Improve stage's after).",
+    "aura_mass_before": "Mean next-token probability mass on the behaviour tokens over the held-out behaviour-class prompts, unsteered.",
+    "aura_mass_after": "The same with AurA's dampening applied.",
+    "aura_other_accuracy_before": "Accuracy on the held-out prompts of the other class(es) (toy: nice), unsteered.",
+    "aura_other_accuracy_after": "The same with AurA's dampening applied (its first side effect).",
+    "aura_det0_rate": "Behaviour rate with the Det0 baseline instead: the top Spec.det0_k experts zeroed.",
     # --- FFN value vectors projected to the vocabulary (Geva et al. 2022)
     "ffn_top_neuron_score": "Best neuron's mean activation-weighted promotion of the answer, m_j · (W_U v_j)[answer] centred over the vocabulary, at the last token.",
     "ffn_top_layer": "Layer whose FFN (sum of its neurons' sub-updates) most promotes the answer directly.",
