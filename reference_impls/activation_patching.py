@@ -16,13 +16,22 @@ contrast prompt of the same token length (induction, sentiment, …) the corrupt
 "sample"). Effects are normalised, (p_restored − p_corrupt)/(p_clean − p_corrupt), per prompt; headline
 numbers are means with 95 % bootstrap intervals over prompts. Simplified relative to ROME: no windows of
 several layers around a restored FFN state; token groups coarsened to subject-first/subject-last/other/last.
+
+Cost: a restoration at position p leaves the corrupted run unchanged before p, so on deep models
+(``prefix_cache`` auto: beyond 12 layers) the corrupted prefix's KV cache is computed once per noise sample
+and only positions p.. are recomputed — one token for the many last-position restorations (exact, tested).
+On deep models ``positions`` auto restores the residual/FFN only at the key positions (last subject token,
+last token: what the headline metrics read) instead of every position; the toy restores every position.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -67,6 +76,10 @@ class Spec:
     head_set: int = 4  # restore the top-k heads together
     head_positions: str = "last"  # restore head outputs at the "last" position (where the answer is read) or "all"
     batch_size: int = 256  # restorations per forward pass
+    positions: str = "auto"  # resid/FFN restored at "all" positions, or only the "key" ones (last subject token,
+    # last token: what the headline metrics read); "auto" = all up to 12 layers, key beyond (real models)
+    prefix_cache: bool | None = None  # reuse the corrupted run's KV cache for the positions before a restoration;
+    # None = auto: on beyond 12 layers (on tiny models the cache copies cost more than the forwards they save)
 
 
 # ---------------------------------------------------------------------------
@@ -87,12 +100,14 @@ class Corruption:
         return 1 if self.noise is None else int(self.noise.shape[0])
 
     @contextlib.contextmanager
-    def applied(self, lm: LoadedModel, sample_of_row: torch.Tensor | None = None) -> Iterator[None]:
-        """Add the noise; row r of the running batch gets sample ``sample_of_row[r]`` (default: row r)."""
+    def applied(self, lm: LoadedModel, sample_of_row: torch.Tensor | None = None, start: int = 0,
+                stop: int | None = None) -> Iterator[None]:  # fmt: skip
+        """Add the noise; row r of the running batch gets sample ``sample_of_row[r]`` (default: row r).
+        A run over positions ``start:stop`` only (a prefix, or a suffix after a cached prefix) gets that slice."""
         if self.noise is None:
             yield
             return
-        noise = self.noise
+        noise = self.noise[:, start:stop]
 
         def add_noise(act: torch.Tensor, _state: ForwardState) -> torch.Tensor:  # [rows, pos, d_model]
             rows = sample_of_row if sample_of_row is not None else torch.arange(act.shape[0])
@@ -146,38 +161,75 @@ Restoration = tuple[tuple[str, str, tuple[int, ...]], ...]  # ((site key, "pos"|
 
 
 def restore(lm: LoadedModel, corruption: Corruption, clean: Cache, restorations: list[Restoration],
-            answer: int, batch_size: int, head_positions: str = "last") -> torch.Tensor:  # fmt: skip
-    """p(answer) for each restoration, averaged over the corruption's noise samples → [len(restorations)]."""
+            answer: int, batch_size: int, head_positions: str = "last", prefix_cache: bool | None = True) -> torch.Tensor:  # fmt: skip
+    """p(answer) for each restoration, averaged over the corruption's noise samples → [len(restorations)].
+
+    Why a prefix cache: a restoration at position p leaves every earlier position exactly as in the corrupted
+    run (attention is causal), so the corrupted run's keys/values for positions < p are computed once per noise
+    sample and only positions p.. are recomputed — one token instead of the whole prompt for the many
+    restorations at the last position (heads). Exact up to float rounding (tested against full forwards).
+    """
+    samples, n_pos = corruption.samples, corruption.batch.shape[1]
+    restore_all = head_positions == "all"
+    starts = [_first_position(r, n_pos, restore_all) if prefix_cache else 0 for r in restorations]
+    probs = torch.zeros(len(restorations), samples)
+    for start in sorted(set(starts)):
+        members = [i for i, s in enumerate(starts) if s == start]
+        prefix = _corrupted_prefix(lm, corruption, start) if start > 0 else None
+        rows = [(r, s) for r in members for s in range(samples)]
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first : first + batch_size]
+            p = _restore_chunk(lm, corruption, clean, restorations, chunk, answer, restore_all, start, prefix)
+            for (r, s), value in zip(chunk, p.tolist(), strict=True):
+                probs[r, s] = value
+    return probs.mean(dim=1)
+
+
+def _first_position(restoration: Restoration, n_pos: int, restore_all_heads: bool) -> int:
+    """The earliest position a restoration touches (the corrupted run is unchanged before it)."""
+    firsts = [0 if restore_all_heads else n_pos - 1 if how == "heads" else min(indices)
+              for _key, how, indices in restoration]  # fmt: skip
+    return min(firsts) if firsts else n_pos - 1  # () = the corrupted run itself: only its last position is read
+
+
+def _corrupted_prefix(lm: LoadedModel, corruption: Corruption, start: int) -> Any:
+    """The corrupted run's KV cache over positions [0, start), one row per noise sample."""
     samples = corruption.samples
-    rows = [(r, s) for r in range(len(restorations)) for s in range(samples)]
-    probs = torch.zeros(len(rows))
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        probs[start : start + len(chunk)] = _restore_chunk(lm, corruption, clean, restorations, chunk, answer,
-                                                           head_positions == "all")  # fmt: skip
-    return probs.reshape(len(restorations), samples).mean(dim=1)
+    ids = corruption.batch.input_ids[:, :start].expand(samples, -1)
+    mask = corruption.batch.attention_mask[:, :start].expand(samples, -1)
+    with torch.no_grad(), corruption.applied(lm, torch.arange(samples), 0, start):
+        out = lm.model(input_ids=ids, attention_mask=mask, position_ids=Batch(ids, mask).position_ids, use_cache=True)
+    return out.past_key_values
 
 
 def _restore_chunk(lm: LoadedModel, corruption: Corruption, clean: Cache, restorations: list[Restoration],
-                   chunk: list[tuple[int, int]], answer: int, restore_all_positions: bool) -> torch.Tensor:  # fmt: skip
+                   chunk: list[tuple[int, int]], answer: int, restore_all_positions: bool, start: int = 0,
+                   prefix: Any = None) -> torch.Tensor:  # fmt: skip
     n, n_pos = len(chunk), corruption.batch.shape[1]
-    batch = Batch(corruption.batch.input_ids.expand(n, -1), corruption.batch.attention_mask.expand(n, -1))
+    full = Batch(corruption.batch.input_ids.expand(n, -1), corruption.batch.attention_mask.expand(n, -1))
+    width = n_pos - start  # the positions this forward computes
     masks: dict[str, torch.Tensor] = {}
     for row, (r, _sample) in enumerate(chunk):
         for key, how, indices in restorations[r]:
             if how == "heads":
-                mask = masks.setdefault(key, torch.zeros(n, n_pos, lm.n_heads, 1, dtype=torch.bool, device=lm.device))
-                columns = slice(None) if restore_all_positions else slice(n_pos - 1, n_pos)
+                mask = masks.setdefault(key, torch.zeros(n, width, lm.n_heads, 1, dtype=torch.bool, device=lm.device))
+                columns = slice(None) if restore_all_positions else slice(width - 1, width)
                 mask[row, columns, list(indices)] = True
             else:
-                mask = masks.setdefault(key, torch.zeros(n, n_pos, 1, dtype=torch.bool, device=lm.device))
-                mask[row, list(indices)] = True
+                mask = masks.setdefault(key, torch.zeros(n, width, 1, dtype=torch.bool, device=lm.device))
+                mask[row, [p - start for p in indices]] = True
     sample_of_row = torch.tensor([s for _r, s in chunk])
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(corruption.applied(lm, sample_of_row))
+    kwargs: dict[str, Any] = {}
+    if prefix is not None:
+        cache = copy.deepcopy(prefix)
+        cache.batch_select_indices(sample_of_row.to(lm.device))  # row r continues its own noise sample's prefix
+        kwargs = {"past_key_values": cache, "use_cache": True}
+    with contextlib.ExitStack() as stack, torch.no_grad():
+        stack.enter_context(corruption.applied(lm, sample_of_row, start))
         for key, mask in masks.items():
-            stack.enter_context(patch(lm, key, clean[key], mask=mask))
-        logits = lm.logits(batch)
+            stack.enter_context(patch(lm, key, clean[key][:, start:], mask=mask))
+        logits = lm.model(input_ids=full.input_ids[:, start:], attention_mask=full.attention_mask,
+                          position_ids=full.position_ids[:, start:], **kwargs).logits  # fmt: skip
     return answer_prob(logits, torch.full((n,), answer)).cpu()
 
 
@@ -206,6 +258,8 @@ def token_groups(n_pos: int, corrupted: tuple[int, ...], subject: tuple[int, ...
 
 
 def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int) -> PromptTrace | None:
+    if spec.prefix_cache is None:
+        spec = dataclasses.replace(spec, prefix_cache=lm.n_layers > 12)
     clean_batch = lm.encode([ex.prompt])
     answer = lm.token_id(ex.answer)
     sites = [f"{SITE_OF_KIND[k]}.{layer}" for k in SITE_OF_KIND for layer in range(lm.n_layers)]
@@ -214,19 +268,34 @@ def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int)
     corruption = make_corruption(lm, ex, spec, sigma, seed)
     if corruption is None:
         return None
-    p_corrupt = float(restore(lm, corruption, clean, [()], answer, spec.batch_size)[0])
+    p_corrupt = float(restore(lm, corruption, clean, [()], answer, spec.batch_size, prefix_cache=spec.prefix_cache)[0])
     n_pos, L, H = clean_batch.shape[1], lm.n_layers, lm.n_heads
+    groups = token_groups(n_pos, corruption.positions, subject_positions(lm, ex))
+    positions = restored_positions(lm, spec, groups, n_pos)
     singles: list[Restoration] = []
     for kind in ("resid", "mlp"):
-        singles += [((f"{SITE_OF_KIND[kind]}.{layer}", "pos", (p,)),) for layer in range(L) for p in range(n_pos)]
+        singles += [((f"{SITE_OF_KIND[kind]}.{layer}", "pos", (p,)),) for layer in range(L) for p in positions]
     singles += [((f"head_out.{layer}", "heads", (h,)),) for layer in range(L) for h in range(H)]
-    probs = restore(lm, corruption, clean, singles, answer, spec.batch_size, spec.head_positions)
+    probs = restore(lm, corruption, clean, singles, answer, spec.batch_size, spec.head_positions, spec.prefix_cache)
     effect = normalised_effect(probs, p_clean, p_corrupt)
-    grid = {"resid": effect[: L * n_pos].reshape(L, n_pos), "mlp": effect[L * n_pos : 2 * L * n_pos].reshape(L, n_pos),
-            "heads": effect[2 * L * n_pos :].reshape(L, H)}  # fmt: skip
+    k = len(positions)
+    grid = {"heads": effect[2 * L * k :].reshape(L, H)}
+    for i, kind in enumerate(("resid", "mlp")):
+        full = torch.full((L, n_pos), float("nan"))  # NaN = not restored (positions="key")
+        full[:, positions] = effect[i * L * k : (i + 1) * L * k].reshape(L, k)
+        grid[kind] = full
     tokens = token_labels(lm, clean_batch.input_ids[0])
-    groups = token_groups(n_pos, corruption.positions, subject_positions(lm, ex))
     return PromptTrace(tokens, corruption.positions, p_clean, p_corrupt, grid, groups, clean, corruption, answer)
+
+
+def restored_positions(lm: LoadedModel, spec: Spec, groups: dict[str, tuple[int, ...]], n_pos: int) -> list[int]:
+    """Every position, or only the key ones — the last subject (or changed) token and the last token."""
+    mode = spec.positions if spec.positions != "auto" else ("all" if lm.n_layers <= 12 else "key")
+    if mode not in ("all", "key"):
+        raise ValueError(f"positions={spec.positions!r}; use all, key or auto")
+    if mode == "all":
+        return list(range(n_pos))
+    return sorted({*groups["subject_last"], n_pos - 1})
 
 
 def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[int, int]]:
@@ -237,11 +306,14 @@ def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[in
 
 def set_effect(lm: LoadedModel, pt: PromptTrace, heads: list[tuple[int, int]], spec: Spec) -> float:
     """Normalised effect of restoring ``heads`` together on one prompt (the same noise draws as its trace)."""
+    if spec.prefix_cache is None:
+        spec = dataclasses.replace(spec, prefix_cache=lm.n_layers > 12)
     by_layer: dict[int, list[int]] = {}
     for layer, h in heads:
         by_layer.setdefault(layer, []).append(h)
     restoration: Restoration = tuple((f"head_out.{layer}", "heads", tuple(hs)) for layer, hs in sorted(by_layer.items()))
-    p = restore(lm, pt.corruption, pt.clean, [restoration], pt.answer, spec.batch_size, spec.head_positions)
+    p = restore(lm, pt.corruption, pt.clean, [restoration], pt.answer, spec.batch_size, spec.head_positions,
+                spec.prefix_cache)
     return float(normalised_effect(p, pt.p_clean, pt.p_corrupt)[0])
 
 
@@ -250,12 +322,15 @@ def set_effect(lm: LoadedModel, pt: PromptTrace, heads: list[tuple[int, int]], s
 # ---------------------------------------------------------------------------
 
 
-def group_curve(traces: list[PromptTrace], kind: str, group: str) -> torch.Tensor:
-    """Per prompt, per layer: mean effect over the group's positions → [n_prompts, n_layers] (NaN-free)."""
+def group_curve(traces: list[PromptTrace], kind: str, group: str) -> torch.Tensor | None:
+    """Per prompt, per layer: mean effect over the group's restored positions → [n_prompts, n_layers];
+    None when the group was not restored (positions="key")."""
     rows = []
     for t in traces:
-        positions = list(t.groups[group])
         grid = t.grid[kind]
+        positions = [p for p in t.groups[group] if not bool(grid[:, p].isnan().any())]
+        if t.groups[group] and not positions:
+            return None
         rows.append(grid[:, positions].mean(dim=1) if positions else torch.zeros(grid.shape[0]))
     return torch.stack(rows)
 
@@ -287,10 +362,11 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     headline("corrupt_prob", torch.tensor([t.p_corrupt for t in pts]))
     metrics["noise_samples"] = pts[0].corruption.samples
     metrics["noise_sigma"] = round(spec.noise_scale * sigma, 6)
-    curves = {(kind, group): group_curve(pts, kind, group) for kind in ("resid", "mlp") for group in GROUPS}
+    curves = {(kind, group): curve for kind in ("resid", "mlp") for group in GROUPS
+              if (curve := group_curve(pts, kind, group)) is not None}  # fmt: skip
     for kind, group, prefix in (("resid", "subject_last", "resid_subject_last"), ("resid", "last", "resid_last"),
                                 ("mlp", "subject_last", "mlp_subject_last")):  # fmt: skip
-        per_prompt = curves[(kind, group)]  # [n_prompts, L]
+        per_prompt = curves[(kind, group)]  # [n_prompts, L] (key groups are always restored)
         layer = int(per_prompt.mean(dim=0).argmax())
         metrics[f"{prefix}_peak_layer"] = layer
         headline(f"{prefix}_peak_effect", per_prompt[:, layer])
@@ -325,17 +401,19 @@ def _figures(lm: LoadedModel, task: str, pts: list[PromptTrace], curves: dict[tu
     example = max(pts, key=lambda t: t.p_clean - t.p_corrupt)  # the prompt whose corruption hurt most
     layers = [f"L{layer}" for layer in range(lm.n_layers)]
     labels = [f"{tok}*" if i in example.corrupted else tok for i, tok in enumerate(example.tokens)]
+    partial = bool(example.grid["resid"].isnan().any())
+    note = "; only key positions restored, others shown as 0" if partial else ""
     figs: list = [
-        Heatmap(f"{task}_{kind}", f"{task}: normalised effect of restoring {SITE_OF_KIND[kind]} (one prompt; * = corrupted)",
-                values=example.grid[kind].tolist(), row_labels=layers, col_labels=labels, vmin=min(0.0, float(example.grid[kind].min())),
-                vmax=1.0)
+        Heatmap(f"{task}_{kind}", f"{task}: normalised effect of restoring {SITE_OF_KIND[kind]} (one prompt; * = corrupted{note})",
+                values=example.grid[kind].nan_to_num(0.0).tolist(), row_labels=layers, col_labels=labels,
+                vmin=min(0.0, float(example.grid[kind].nan_to_num(0.0).min())), vmax=1.0)
         for kind in ("resid", "mlp")
     ]  # fmt: skip
     figs.append(Heatmap(f"{task}_heads", f"{task}: mean effect of restoring one head's output",
                         values=head_means.tolist(), row_labels=layers, col_labels=[f"H{h}" for h in range(lm.n_heads)]))
     figs.append(Heatmap(f"{task}_groups", f"{task}: mean effect by token group (rows: site @ group, cols: layer)",
-                        values=[curves[(k, g)].mean(dim=0).tolist() for k in ("resid", "mlp") for g in GROUPS],
-                        row_labels=[f"{SITE_OF_KIND[k]} @ {g}" for k in ("resid", "mlp") for g in GROUPS],
+                        values=[curve.mean(dim=0).tolist() for curve in curves.values()],
+                        row_labels=[f"{SITE_OF_KIND[k]} @ {g}" for k, g in curves],
                         col_labels=layers))  # fmt: skip
     single = [float(head_means[layer, h]) for layer, h in chosen]
     figs.append(Bars(f"{task}_head_set", f"{task}: top heads alone vs together",

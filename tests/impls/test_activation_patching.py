@@ -33,6 +33,39 @@ def test_restoring_with_a_clean_corruption_changes_nothing(tiny) -> None:  # typ
     assert torch.allclose(probs, torch.full_like(probs, p_clean), atol=1e-5)
 
 
+@pytest.mark.parametrize("head_positions", ["last", "all"])
+def test_prefix_cache_restorations_equal_full_forwards(tiny, head_positions: str) -> None:  # type: ignore[no-untyped-def]
+    """Reusing the corrupted run's KV cache before a restoration's first position changes no number: every
+    restoration kind (a position, several positions, heads, a head set across layers) on every family."""
+    ex = TaskExample("facts", "The Eiffel Tower is in the city of", " Paris", subject="The Eiffel Tower")
+    spec = ap.Spec(noise_samples=3)
+    batch = tiny.encode([ex.prompt])
+    n_pos, answer = batch.shape[1], tiny.token_id(ex.answer)
+    sites = [f"{site}.{layer}" for site in ("resid_post", "mlp_out", "head_out") for layer in range(tiny.n_layers)]
+    with capture(tiny, sites) as clean:
+        tiny.logits(batch)
+    corruption = ap.make_corruption(tiny, ex, spec, sigma=ap.subject_sigma(tiny, [ex]), seed=4)
+    assert corruption is not None and corruption.samples == 3
+    rests: list = [()]
+    rests += [((f"resid_post.{layer}", "pos", (p,)),) for layer in range(tiny.n_layers) for p in range(n_pos)]
+    rests += [((f"mlp_out.{layer}", "pos", (2, n_pos - 1)),) for layer in range(tiny.n_layers)]
+    rests += [((f"head_out.{layer}", "heads", (h,)),) for layer in range(tiny.n_layers) for h in range(tiny.n_heads)]
+    rests.append((("head_out.0", "heads", (0,)), (f"head_out.{tiny.n_layers - 1}", "heads", (1,))))
+    cached = ap.restore(tiny, corruption, clean, rests, answer, 5, head_positions, prefix_cache=True)
+    full = ap.restore(tiny, corruption, clean, rests, answer, 5, head_positions, prefix_cache=False)
+    assert torch.allclose(cached, full, atol=1e-5), (cached - full).abs().max()
+
+
+def test_key_positions_restore_only_the_last_subject_token_and_the_last_token(toy) -> None:  # type: ignore[no-untyped-def]
+    examples = toy.tasks.examples("facts", 2, seed=0)
+    out = run_impl("activation-patching", model=toy, task="facts", n=2, noise_samples=2, positions="key").output
+    every = run_impl("activation-patching", model=toy, task="facts", n=2, noise_samples=2, positions="all").output
+    assert set(out.tensors) == {"resid_subject_last", "resid_last", "mlp_subject_last", "mlp_last", "heads"}
+    for key, value in out.tensors.items():  # the key groups are the same numbers as in the full grid
+        assert torch.allclose(value, every.tensors[key], atol=1e-5), key
+    assert len(examples) == 2
+
+
 def test_restoring_the_last_state_restores_everything(tiny) -> None:  # type: ignore[no-untyped-def]
     ex = TaskExample("facts", "The Eiffel Tower is in the city of", " Paris", subject="The Eiffel Tower")
     spec = ap.Spec(noise_samples=3)
