@@ -169,6 +169,18 @@ GLOSSARY: dict[str, str] = {
     "iti_alpha": "Shift strength α: each chosen head's output moves α × σ along its unit direction (σ = std of its activations along it).",
     "iti_heads_val_accuracy": "Mean validation accuracy of the chosen heads' probes.",
     "iti_heads_test_accuracy": "Mean held-out test accuracy of the chosen heads' probes.",
+    # --- function vectors (Todd et al. 2024) and task vectors (Hendel et al. 2023)
+    "icl_n_tasks": "In-context tasks (label classes, e.g. the toy's mappings) that get their own vectors.",
+    "icl_accuracy": "Held-out k-shot prompts (with their demonstrations): share answered correctly.",
+    "zero_shot_before": "Held-out queries without demonstrations (\"x ->\"): share answered correctly, unsteered.",
+    "zero_shot_tv": "The same with each task's task vector patched into the last position at tv_layer (Hendel et al.).",
+    "tv_layer": "Layer (resid_post) where the task vector is patched, chosen on the fit half's zero-shot queries.",
+    "zero_shot_fv": "The same zero-shot queries with each task's function vector added at the last position at fv_layer.",
+    "fv_layer": "Layer (resid_post) where the function vector is added, chosen on the fit half's zero-shot queries.",
+    "shuffled_before": "Held-out k-shot prompts whose demonstrations' labels are shuffled: share answered correctly, unsteered.",
+    "shuffled_fv": "The same with the task's function vector added at fv_layer.",
+    "fv_n_heads": "Heads whose mean outputs make up the function vector (the top by mean indirect effect).",
+    "fv_top_head_aie": "Mean indirect effect of the best head: Δ p(answer) on shuffled-label prompts when its mean output is patched in.",
     # --- pipelines (mi-catalog run ENTRY / mi-catalog pipeline): the generic steer and improve stages
     "steer_strength": "The steering strength chosen on the fit split: scaling factor, direction multiplier (or share projected out), or gradient steps.",
     "steer_units": "Units the steering acts on (heads or neurons; 1 for a whole layer, FFN or the embeddings).",
