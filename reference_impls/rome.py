@@ -439,14 +439,17 @@ class Scores:
     new_prob: float
 
 
-def score(lm: LoadedModel, case: Case, intervention: steering.Intervention | None,
-          reference: torch.Tensor | None = None) -> Scores:  # fmt: skip
-    """CounterFact's efficacy / paraphrase / neighbourhood scores for one edit, from one batched forward pass.
+def case_prompts(case: Case) -> list[str]:
+    """The prompts one edit is scored on: edit prompt, paraphrases, neighbours, the subject's other relations."""
+    return [case.ex.prompt, *case.paraphrases, *(p for p, _ in case.neighbours), *(p for p, _ in case.relations)]
 
-    ``reference``: the unedited model's top-1 on the relation prompts (which of them were right before)."""
+
+def scores_from_logits(
+    lm: LoadedModel, case: Case, logits: torch.Tensor, reference: torch.Tensor | None = None
+) -> Scores:
+    """CounterFact's efficacy / paraphrase / neighbourhood scores from the next-token logits of
+    :func:`case_prompts` [n_prompts, vocab]. ``reference``: which relation prompts the unedited model got right."""
     true, new = lm.token_id(case.ex.answer), lm.token_id(case.target)
-    prompts = [case.ex.prompt, *case.paraphrases, *(p for p, _ in case.neighbours), *(p for p, _ in case.relations)]
-    logits = steering.last_logits(lm, prompts, intervention).cpu()
     edit_row, para = logits[0], logits[1 : 1 + len(case.paraphrases)]
     nb = logits[1 + len(case.paraphrases) : 1 + len(case.paraphrases) + len(case.neighbours)]
     rel = logits[1 + len(case.paraphrases) + len(case.neighbours) :]
@@ -464,6 +467,13 @@ def score(lm: LoadedModel, case: Case, intervention: steering.Intervention | Non
         relations=relations,
         new_prob=float(edit_row.softmax(-1)[new]),
     )  # fmt: skip
+
+
+def score(lm: LoadedModel, case: Case, intervention: steering.Intervention | None,
+          reference: torch.Tensor | None = None) -> Scores:  # fmt: skip
+    """CounterFact's scores for one edit, from one batched forward pass (see :func:`scores_from_logits`)."""
+    logits = steering.last_logits(lm, case_prompts(case), intervention).cpu()
+    return scores_from_logits(lm, case, logits, reference)
 
 
 def relation_reference(lm: LoadedModel, case: Case) -> torch.Tensor:

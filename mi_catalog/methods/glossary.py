@@ -226,5 +226,22 @@ GLOSSARY: dict[str, str] = {
     "relation_specificity": "Mean over edits of the share of the edited subject's other-relation prompts (correct before) still answered correctly.",
     "target_new_prob": "Mean probability of the new object on the edit prompt after the edit.",
     "kl_neutral": "Mean KL(unsteered ‖ steered) of next-token distributions on neutral prompts (the model's other tasks), averaged over the measured interventions.",
+    # --- localized fine-tuning (located units vs random units vs full fine-tuning, same steps and learning rate)
+    "lft_units": "Located units (FFN neurons or heads, top attribution on the fit split) the located arm trains.",
+    "lft_params": "Parameter entries the located arm may change (the located units' rows of W_in/W_gate/W_out, or W_O slices).",
+    "lft_params_share": "lft_params ÷ all parameters of the model (full fine-tuning trains 1.0).",
+    "lft_steps": "Adam steps every arm trains for (the shared budget).",
+    "full_efficacy": "efficacy after full fine-tuning (every parameter) at the same budget.",
+    "full_generalization": "generalization after full fine-tuning at the same budget.",
+    "full_specificity": "specificity after full fine-tuning at the same budget.",
+    "full_relation_specificity": "relation_specificity after full fine-tuning at the same budget.",
+    "full_kl_neutral": "kl_neutral of full fine-tuning at the same budget.",
+    "random_efficacy": "efficacy after training as many random units of the same kind (the control: does locating matter?).",
+    "random_generalization": "generalization after training the random units.",
+    "random_specificity": "specificity after training the random units.",
+    "train_loss_final": "Cross-entropy of the new objects on the trained prompts after the located arm's last step.",
+    "full_train_loss_final": "The same for full fine-tuning.",
+    "side_accuracy_drop": "Mean over the model's other tasks of accuracy before − after the located arm's update.",
+    "full_side_accuracy_drop": "The same for full fine-tuning.",
 }
 
