@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -19,10 +20,11 @@ from mi_catalog.impl_info import ImplInfo, discover_impls
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
-        help="run a reference implementation (by its id or a catalog entry id) on a model",
-        description="Example: mi-catalog run logit-lens --task facts --format json --out runs/lens",
+        help="run a reference implementation, or any catalog entry (its reproduction or a pipeline from its tags)",
+        description="Example: mi-catalog run logit-lens --task facts --format json --out runs/lens. A catalog entry "
+        "runs the implementation that reproduces it, else the pipeline composed from its tags (--plan shows which).",
     )
-    run.add_argument("target", metavar="IMPL_OR_ENTRY_ID", help="an implementation id or an entry id it reproduces")
+    run.add_argument("target", metavar="IMPL_OR_ENTRY_ID", help="an implementation id or any catalog entry id")
     run.add_argument("--model", default="toy", help="'toy' (default), a fetched model (mi-catalog models list), "
                      "a local folder, or a Hugging Face hub id")  # fmt: skip
     run.add_argument("--task", default=None, help="task to run on (default: the implementation's first task)")
@@ -36,7 +38,15 @@ def register(subparsers: Any) -> None:
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     run.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
     run.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    run.add_argument("--plan", action="store_true",
+                     help="print what would run (reproduction or pipeline, the command) and exit")  # fmt: skip
+    run.add_argument("--catalog", metavar="DIR", default=None,
+                     help="catalog folder for entry ids (default: $MI_CATALOG_DIR, else the shipped catalog)")  # fmt: skip
     run.set_defaults(func=cmd_run)
+
+    from mi_catalog import cli_pipeline
+
+    cli_pipeline.register(subparsers)
 
     impls = subparsers.add_parser("impls", help="list the reference implementations, or describe one")
     impls.add_argument("id", nargs="?", default=None, help="an implementation id: print its metadata and metrics")
@@ -118,8 +128,26 @@ class StderrProgress:
 def cmd_run(args: argparse.Namespace) -> int:
     from mi_catalog.methods.runner import RunError, UnknownImplError, check_out_dir, resolve
 
+    impls = discover_impls()
+    if args.target not in impls:  # a catalog entry: its reproduction, or the pipeline composed from its tags
+        from mi_catalog.cli_pipeline import entry_plan, run_plan
+
+        plan = entry_plan(args.target, impls, args.catalog or os.environ.get("MI_CATALOG_DIR"))
+        if plan is not None:
+            return run_plan(plan, args)
+    if args.plan:
+        try:
+            info, _entry = resolve(args.target, impls)
+        except UnknownImplError as err:
+            raise CliError(str(err), 2) from None
+        from mi_catalog.cli_pipeline import print_plan
+        from mi_catalog.methods.plan import Plan
+
+        print_plan(Plan(kind="reproduction", command=f"mi-catalog run {args.target}", impl=info.id,
+                        reason=f"{info.id} is a reference implementation"), args.format, args.model)  # fmt: skip
+        return 0
     try:
-        resolve(args.target)  # unknown ids fail fast, before importing torch
+        resolve(args.target, impls)  # unknown ids fail fast, before importing torch
         check_out_dir(args.out)  # a bad --out fails before the model runs
     except UnknownImplError as err:
         raise CliError(str(err), 2) from None
@@ -152,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(err), 2) from None
     except OSError as err:
         raise CliError(f"cannot run {args.target} on {args.model!r}: {err}", 2) from None
+    except Exception as err:  # a bug in a method: one line, never a traceback
+        raise CliError(f"{args.target} failed on {args.model!r}: {type(err).__name__}: {err}", 1) from None
     if args.format == "json":
         print(result.to_json())
         return 0
@@ -163,12 +193,16 @@ def _value(value: float | int) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
-def render_run(result: Any) -> str:
-    """The table form of a run: what ran, metrics with intervals, the top findings, files written."""
-    what = "reproduction of the paper's method" if result.kind == "reproduction" else \
-        "pipeline: the survey's method family applied, not the paper's exact algorithm"  # fmt: skip
+def render_run(result: Any, what: str | None = None, plan: Any = None) -> str:
+    """The table form of a run: what ran (in words), metrics with intervals, the top findings, the improvement and
+    its cost, files written."""
+    if what is None:
+        what = "reproduction of the paper's method" if result.kind == "reproduction" else \
+            "pipeline: the survey's method family applied, not the paper's exact algorithm"  # fmt: skip
     lines = [f"{result.impl} on {result.model}, task {result.task}" + (f" (entry {result.entry})" if result.entry else "")
              + f" — {result.seconds:.2f} s", f"  {what}"]  # fmt: skip
+    if plan is not None and plan.kind == "pipeline":
+        lines.extend(f"  note: {note}" for note in plan.substitutions)
     metrics = result.output.metrics
     width = max((len(k) for k in metrics), default=0)
     for name, value in metrics.items():

@@ -783,15 +783,22 @@ def _pruning(gran: str, units: Sequence[tuple[int | None, int | None]]) -> S.Int
 
 
 def _forward_seconds(lm: LoadedModel, prompts: Sequence[str], iv: S.Intervention | None) -> torch.Tensor:
+    """CPU seconds of one forward pass, ``TIMING_REPEATS`` times, on one thread (robust to other programs sharing
+    the cores, unlike wall time) → [TIMING_REPEATS]."""
     batch = lm.encode(list(prompts))
     steer = iv or S.NoIntervention()
     samples = []
-    with torch.inference_mode(), steer.apply(lm):
-        lm.logits(batch)  # warm-up
-        for _ in range(TIMING_REPEATS):
-            t = time.process_time()  # CPU time of the process: robust to other programs sharing the cores
-            lm.logits(batch)
-            samples.append(time.process_time() - t)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode(), steer.apply(lm):
+            lm.logits(batch)  # warm-up
+            for _ in range(TIMING_REPEATS):
+                t = time.process_time()
+                lm.logits(batch)
+                samples.append(time.process_time() - t)
+    finally:
+        torch.set_num_threads(threads)
     return torch.tensor(samples)
 
 

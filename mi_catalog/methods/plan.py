@@ -194,6 +194,13 @@ LOCATE_SPEC: dict[str, dict[str, Any]] = {
 # When a locator fails on the task's data (e.g. a probe needs two label classes), these run instead, in
 # order; the run's notes say so.
 LOCATE_FALLBACKS: tuple[str, ...] = ("attribution-patching", "logit-lens")
+# Tasks whose data a locator cannot use (a probe and LAPE need label classes; activation patching needs a
+# subject or a contrast prompt): the plan picks the next candidate or a fallback up front, and says so.
+LOCATOR_CANNOT: dict[str, frozenset[str]] = {
+    "linear-probe": frozenset({"facts", "induction", "ioi"}),
+    "language-neurons": frozenset({"facts", "induction", "ioi", "bias", "persona"}),
+    "activation-patching": frozenset({"icl"}),
+}
 
 # Missing tags: a method for an object (its first exact locator in LOCATORS order), an object for a
 # method, an object for a steering method.
@@ -557,6 +564,12 @@ def _pipeline(obj: str, method: str, steer: str | None, task: str | None, applic
     if task is None:
         info = impls.get(locator_id)
         task = info.tasks[0] if info is not None and info.tasks else DEFAULT_TASK
+    if task in LOCATOR_CANNOT.get(locator_id, ()):
+        options = [*(found[1].impls if found else ()), *LOCATE_FALLBACKS]
+        usable = next((i for i in options if i in impls and task not in LOCATOR_CANNOT.get(i, ())), None)
+        if usable is not None:
+            substitutions.append(f"{locator_id} cannot use the {task} task's data: {usable} stands in")
+            locator_id = usable
     if prune and steer and steer != "amplitude-manipulation":
         substitutions.append(f"efficiency: the improve stage prunes the located units instead of {steer}")
     return Plan(kind="pipeline", command=command, reason=reason, entry=entry.id if entry else None,

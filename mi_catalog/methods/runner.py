@@ -137,7 +137,7 @@ def resolve(impl_or_entry_id: str, declared: dict[str, ImplInfo] | None = None) 
 def _unknown_message(name: str, impls: dict[str, ImplInfo]) -> str:
     """Say what the user may have meant: a close implementation id, a vocabulary value and the implementations
     that have it, or catalog entries whose title or summary names it (and which of them run)."""
-    known = list(impls) + [e for info in impls.values() for e in info.reproduces]
+    known = list(dict.fromkeys([*impls, *(e for info in impls.values() for e in info.reproduces), *_catalog_ids()]))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hints = [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
     hints += _vocabulary_hints(name, impls)
@@ -147,7 +147,8 @@ def _unknown_message(name: str, impls: dict[str, ImplInfo]) -> str:
         shown = [f"{e} (runs {runnable[e]})" if e in runnable else e for e in entries]
         hints.append(f"catalog entries naming {name!r}: {', '.join(shown)} — `mi-catalog show ID`")
     hint = "; " + "; ".join(hints) if hints else ""
-    return f"no reference implementation {name!r}{hint} (implementations: {', '.join(sorted(impls))})"
+    return (f"no reference implementation or catalog entry {name!r}{hint} (implementations: "
+            f"{', '.join(sorted(impls))})")  # fmt: skip
 
 
 def _vocabulary_hints(name: str, impls: dict[str, ImplInfo]) -> list[str]:
@@ -163,6 +164,17 @@ def _vocabulary_hints(name: str, impls: dict[str, ImplInfo]) -> list[str]:
         what = f"{name!r} is the {facet.label.lower()} {', '.join(values)}"
         out.append(f"{what}: run {' or '.join(having)}" if having else f"{what} (no implementation yet)")
     return out
+
+
+def _catalog_ids() -> list[str]:
+    """Every catalog entry id (every entry runs: `mi-catalog run ENTRY`); empty when the catalog cannot be read."""
+    try:
+        from mi_catalog.load import load_catalog
+        from mi_catalog.paths import default_catalog_dir
+
+        return [e.id for e in load_catalog(default_catalog_dir()).entries]
+    except Exception:  # the hint is best effort: a broken catalog must not hide the real error
+        return []
 
 
 def _matching_entries(name: str) -> list[str]:

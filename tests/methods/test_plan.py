@@ -105,8 +105,9 @@ def test_reproduction_wins_over_a_pipeline(impls: dict[str, ImplInfo]) -> None:
 def test_efficiency_prunes_and_stand_ins_are_named(impls: dict[str, ImplInfo]) -> None:
     plan = P.plan_for(FakeEntry(objects=["sae-feature"], methods=["probing"], steering=["vector-arithmetic"],
                                 applications=["efficient-inference"]), impls)  # fmt: skip
-    assert plan.prune and plan.run_id == "pipeline:linear-probe+pruning"
+    assert plan.prune and plan.task == "facts" and plan.run_id == "pipeline:attribution-patching+pruning"
     assert any("SAE" in s for s in plan.substitutions) and any("prunes" in s for s in plan.substitutions)
+    assert "linear-probe cannot use the facts task's data: attribution-patching stands in" in plan.substitutions
     assert "× pruning family applied to toy, not the paper's exact algorithm" in plan.describe("toy")
     locate_only = P.plan_for(FakeEntry(objects=["ffn"], methods=["vocab-projection"],
                                        applications=["efficient-inference"]), impls)  # fmt: skip
