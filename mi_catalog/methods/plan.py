@@ -509,6 +509,11 @@ def choose_locator(obj: str, method: str, impls: Iterable[str]) -> tuple[str, Lo
     return (chosen, locator) if chosen else None
 
 
+def standard_method(obj: str) -> str:
+    """The first localizing method with an exact locator for ``obj`` (table order): the chart's default."""
+    return next((m for (o, m), loc in LOCATORS.items() if o == obj and loc.exact), FALLBACK_PAIR[1])
+
+
 def _resolve(facet: vocab.Facet, value: str) -> str:
     try:
         values = facet.resolve(value, loose=True)

@@ -183,6 +183,12 @@ mi-catalog run logit-lens
 Available implementations:
 
 {runnable_list(entries, impls or {}, path)}
+Every paper runs: its page's **Run it** section gives the command, `mi-catalog run PAPER_ID`, which runs the
+paper's reproduction when one exists, and otherwise a pipeline composed from its tags — the survey's method
+family applied to the toy model (locate, steer, measure the improvement and its cost), not the paper's exact
+algorithm. `mi-catalog pipeline --object X --method Y --steer Z --task T` runs any combination, including the
+chart's empty cells.
+
 ## Coverage
 
 How complete the catalog is and how much of it was checked against the papers themselves
@@ -221,6 +227,17 @@ def pair_counts(entries: Sequence[Entry], rows: vocab.Facet, cols: vocab.Facet) 
     return counts
 
 
+def cell_command(rows: vocab.Facet, row: str, cols: vocab.Facet, col: str) -> str:
+    """The `mi-catalog pipeline` command that runs a chart cell (object × method or object × steering) on the toy."""
+    from mi_catalog.methods.plan import standard_method
+
+    values = {rows.name: row, cols.name: col}
+    obj = values.get("object", "")
+    method = values.get("method") or standard_method(obj)
+    steer = f" --steer {values['steer']}" if "steer" in values else ""
+    return f"mi-catalog pipeline --object {obj} --method {method}{steer}"
+
+
 def chart_table(entries: Sequence[Entry], rows: vocab.Facet, cols: vocab.Facet, from_path: str) -> str:
     counts = pair_counts(entries, rows, cols)
     explore = url_rel(from_path, "explore/")
@@ -236,7 +253,8 @@ def chart_table(entries: Sequence[Entry], rows: vocab.Facet, cols: vocab.Facet, 
             n = counts[(r, c)]
             href = html_text(explore + explore_query(**{rows.name: r, cols.name: c}))
             cls = "mi-cell mi-gap" if n == 0 else "mi-cell"
-            title = html_text(f"{rows.term(r).label} × {cols.term(c).label}: {plural(n, 'paper')}")
+            title = html_text(f"{rows.term(r).label} × {cols.term(c).label}: {plural(n, 'paper')} — run: "
+                              f"{cell_command(rows, r, cols, c)}")  # fmt: skip
             cells.append(
                 f'<td class="{cls}" data-row="{r}" data-col="{c}" data-count="{n}">'
                 f'<a href="{href}" title="{title}">{n}</a></td>'
@@ -253,6 +271,8 @@ def chart_page(entries: Sequence[Entry]) -> Page:
 The survey's searchable chart: how many papers pair each interpretable object with each localizing method
 and each steering method. Every number opens the explore page for that pair; empty cells
 (<span class="mi-gap-sample">0</span>) are combinations nobody in the catalog has tried — research gaps.
+Every cell, empty ones included, is also a runnable experiment on the toy model: hover it for its
+`mi-catalog pipeline` command (locate with that object and method, steer, measure the improvement and its cost).
 
 ## Object × localizing method
 
@@ -357,6 +377,7 @@ def paper_page(entry: Entry, impls: dict[str, ImplInfo]) -> Page:
     out.append(f"- **Venue:** [{md_text(entry.venue)}]({explore}{explore_query(venue=entry.venue)}){{ .mi-tag }}\n")
     out.append(f"- **Year:** [{entry.year}]({explore}{explore_query(year=str(entry.year))}){{ .mi-tag }}\n\n")
     out.append(impls_section(entry, impls))
+    out.append(run_it_section(entry, impls))
     out.append(provenance_section(entry, path))
     if entry.notes:
         out.append("## Corrections\n\nChanges made to the survey's data for this entry, and why:\n\n")
@@ -412,6 +433,37 @@ def impls_section(entry: Entry, impls: dict[str, ImplInfo]) -> str:
         shown_tags = f" ({md_text(', '.join(tags))})" if tags else ""
         lines.append(f"- **{md_text(info.title)}**{shown_tags} — run it with `mi-catalog run {info.id}`\n")
     lines.append("\n")
+    return "".join(lines)
+
+
+def run_it_section(entry: Entry, impls: dict[str, ImplInfo]) -> str:
+    """The exact command that runs this paper (as `mi-catalog run ENTRY` does) and whether it is a reproduction
+    or a pipeline; from the plan layer, the same as the CLI's `--plan`."""
+    from mi_catalog.methods.plan import goal_for, plan_for
+
+    plan = plan_for(entry, impls)
+    lines = ["## Run it\n\n", f"```bash\n{plan.command}\n```\n\n"]
+    if plan.kind == "reproduction":
+        lines.append(f"**Reproduction** — runs `{plan.impl}`, the paper's own algorithm on the toy model "
+                     f"(what it simplifies: `mi-catalog impls {plan.impl}`).\n\n")  # fmt: skip
+        return "".join(lines)
+    family = plan.describe("the toy model").removeprefix("pipeline: ")
+    object_label = vocab.OBJECT.term(str(plan.object)).label
+    locate = f"`{plan.locator}` runs the locate stage ({object_label}) on task `{plan.task}`"
+    if plan.prune:
+        then = f"the least important located units are pruned; improve = {goal_for(str(plan.task), True).text}"
+    elif plan.steer:
+        steer = vocab.STEER.term(plan.steer).label.lower()
+        then = (f"a generic {steer} steerer acts on what it found; improve = {goal_for(str(plan.task)).text}, "
+                "with its cost on the model's other tasks")  # fmt: skip
+    else:
+        then = "no steering tag, so only the locate stage runs"
+    why = "its tags cannot compose a pipeline" if not plan.composed else "no reference implementation reproduces it yet"
+    lines.append(f"**Pipeline** — {why}, so this runs {family}: {locate}; {then}.\n\n")
+    lines.extend(f"- {note}\n" for note in plan.substitutions)
+    if plan.substitutions:
+        lines.append("\n")
+    lines.append(f"The same pipeline: `{plan.pipeline_command}`.\n\n")
     return "".join(lines)
 
 
