@@ -243,5 +243,16 @@ GLOSSARY: dict[str, str] = {
     "full_train_loss_final": "The same for full fine-tuning.",
     "side_accuracy_drop": "Mean over the model's other tasks of accuracy before − after the located arm's update.",
     "full_side_accuracy_drop": "The same for full fine-tuning.",
+    # --- DoLa (Chuang et al. 2024): decoding by contrasting the final layer with a premature layer
+    "dola_alpha": "Adaptive plausibility threshold α: only tokens with q_N(x) ≥ α · max q_N may be decoded (the paper: 0.1).",
+    "dola_bucket_low": "1 if the lower half of the candidate premature exits was used (chosen on the fit split), 0 the upper half.",
+    "dola_top_premature_layer": "Early exit most often chosen as the premature layer on the held-out prompts (0 = embeddings, j = block j − 1's output).",
+    "dola_accuracy_base": "Held-out accuracy of greedy decoding (the model's own next-token argmax).",
+    "dola_accuracy": "Held-out accuracy of DoLa decoding (argmax of the contrast log q_N − log q_M within the plausible head).",
+    "dola_answer_prob_base": "Mean p(answer) under the model's own next-token distribution (held-out).",
+    "dola_answer_prob": "Mean p̂(answer) under DoLa's renormalised contrast distribution (held-out).",
+    "dola_changed_rate": "Share of held-out prompts whose DoLa token differs from the greedy token.",
+    "dola_side_accuracy_drop": "Mean over the model's other tasks of accuracy with greedy − with DoLa decoding (same prompts).",
+    "dola_top1_changed_neutral": "Share of neutral prompts (the model's other tasks) whose next token DoLa changes.",
 }
 
