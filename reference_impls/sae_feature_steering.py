@@ -31,6 +31,14 @@ features and the error term, so one feature rarely moves the output); greedy nex
 sampled generations. The run's seed draws the prompts and the split; the in-memory SAE has its own seed
 (``sae_seed``, default 0, as ``mi-catalog sae train``), so by default the dictionary is the same across run
 seeds.
+
+What it finds on the toy (language task, resid_post.1, 256 features): the top features separate held-out
+prompts perfectly (AUROC 1.0); they fire on the English source words of a sentence to be translated into zu,
+so they are "source is English" features as much as "target is zu" ones — correlation picks them, and the
+clamp shows they are causal: at 0 most zu outputs switch to English words (rate 1.0 → 0.05–0.52 over run seeds
+and SAE seeds; 8 random features: no change). Inducing is weaker and not monotone: at 0.5 × their largest
+activation, every token, about a third of English-target prompts switch to zu; at ≥ 1 × every output becomes
+English (clamping at every position also erases where the source ends).
 """
 
 from __future__ import annotations
@@ -69,7 +77,7 @@ IMPL = ImplInfo(
     methods=("magnitude-analysis",),
     steering=("amplitude-manipulation",),
     reproduces=("scaling-monosemanticity",),
-    tasks=("language", "toxicity", "refusal", "sentiment"),
+    tasks=("language", "toxicity", "refusal", "sentiment", "multilingual"),
     needs=("training",),
     metrics=(
         "n_prompts",
@@ -109,7 +117,7 @@ class Spec:
     sae_seed: int = 0  # the in-memory SAE's seed (fixed: the run's seed varies the prompts, not the dictionary)
     concept: str = ""  # "" → the toy's planted concept for the task (TOY_CONCEPTS), else the first label
     k: int = 8  # features clamped together
-    induce: float = 1.0  # induction clamp value, × each feature's largest activation on the fit split
+    induce: float = 0.5  # induction clamp value, × each feature's largest activation on the fit split
     sweep: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     fit_fraction: float = 0.5
     n_side: int = 24  # prompts per other task for the side effects
