@@ -88,4 +88,4 @@ def test_located_units_reach_the_edits_with_less_collateral_than_full_finetuning
     assert m["specificity"] > m["full_specificity"]
     assert m["relation_specificity"] > m["full_relation_specificity"]
     assert m["side_accuracy_drop"] <= m["full_side_accuracy_drop"]
-    assert m["side_accuracy_drop"] <= 0.05
+    assert m["side_accuracy_drop"] <= 0.1
