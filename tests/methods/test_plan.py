@@ -193,3 +193,11 @@ def test_plan_layer_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_plan_tables_are_current() -> None:
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert P.update_readme_plan(text, discover_impls()) == text, "run `python -m mi_catalog.methods.plan`"
