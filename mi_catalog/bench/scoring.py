@@ -11,8 +11,8 @@ Locate metrics (``truth`` = the true units, ``universe`` = every unit of that ki
   after the listed ones; the best possible value is (|truth| + 1) / 2);
 * ``auroc`` — area under the ROC curve of rank-derived scores over the universe (ties count half;
   :func:`mi_catalog.methods.metrics.auroc`);
-* ``faithfulness`` — share of the task metric lost when the method's top-k units are ablated:
-  ``(clean − ablated) / clean``.
+* ``faithfulness`` — share of the task metric lost when the method's top-k units are ablated together:
+  the answer margin (:func:`margin_faithfulness`) or a rate such as refusals (:func:`faithfulness`).
 
 Steering (per run, from ``Output.improve`` and ``Output.side_effects``), see :func:`steer_scores`.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mi_catalog.methods.contract import Finding, Improve, SideEffect
 
@@ -111,6 +112,16 @@ def auroc(ranked: Sequence[Unit], truth: Iterable[Unit], universe: Sequence[Unit
 def faithfulness(clean: float, ablated: float) -> float:
     """Share of the clean task metric lost when the units are ablated: (clean − ablated) / clean (0 when clean is 0)."""
     return (clean - ablated) / clean if clean > 0 else 0.0
+
+
+def margin_faithfulness(clean: Sequence[float] | Any, ablated: Sequence[float] | Any) -> float:
+    """Share of the answer margin lost, averaged over the prompts with a positive clean margin (answered right):
+    ``(m_clean − max(m_ablated, 0)) / m_clean`` per prompt — a flipped answer loses all of it, an ablation that
+    widens the margin counts negative. 0 when no prompt is answered right."""
+    pairs = [(float(c), float(a)) for c, a in zip(clean, ablated, strict=True) if float(c) > 0]
+    if not pairs:
+        return 0.0
+    return sum((c - max(a, 0.0)) / c for c, a in pairs) / len(pairs)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -105,3 +105,13 @@ def test_steer_scores_discount_side_effects() -> None:
     assert s.combined == pytest.approx((1 - 0.5 / 3) * math.exp(-0.2))
     clean = steer_scores(Improve("refusal", "refusal_rate", 1.0, 0.0, (0.0, 0.0)), [])
     assert (clean.accuracy_loss, clean.kl_neutral, clean.combined) == (0.0, 0.0, 1.0)
+
+
+def test_margin_faithfulness() -> None:
+    from mi_catalog.bench.scoring import margin_faithfulness
+
+    assert margin_faithfulness([4.0, 2.0], [2.0, 2.0]) == pytest.approx(0.25)  # (0.5 + 0) / 2
+    assert margin_faithfulness([4.0, 2.0], [-3.0, -1.0]) == 1.0  # flipped answers lose all of it
+    assert margin_faithfulness([4.0, -1.0], [0.0, 5.0]) == 1.0  # a wrong prompt (margin ≤ 0) is left out
+    assert margin_faithfulness([2.0], [3.0]) == pytest.approx(-0.5)  # the ablation widened the margin
+    assert margin_faithfulness([-1.0], [0.0]) == 0.0
