@@ -258,17 +258,17 @@ class Expectations:
         if key not in self._faith:
             if mech.kind == "resid":
                 harmful = self._harmful_test()
-                clean = float(self._refusal_rate(harmful, frozenset()).mean())
-                self._faith[key] = faithfulness(clean, float(self._refusal_rate(harmful, chosen).mean()))
+                rate = float(self._refusal_rate(harmful, frozenset()).mean())
+                self._faith[key] = faithfulness(rate, float(self._refusal_rate(harmful, chosen).mean()))
             else:
                 n = self.n_neurons if mech.kind == "neuron" else self.n
                 examples = [ex for ex in self.examples(mech.task, n) if ex.answer]
                 batch = self.lm.encode([ex.prompt for ex in examples])
                 answers = st.first_token_ids(self.lm, [ex.answer for ex in examples])
-                clean = self._margins(batch, answers)
+                margins = self._margins(batch, answers)
                 with self._ablation(chosen):
                     ablated = self._margins(batch, answers)
-                self._faith[key] = margin_faithfulness(clean, ablated)
+                self._faith[key] = margin_faithfulness(margins.tolist(), ablated.tolist())
         return self._faith[key]
 
     @contextlib.contextmanager
