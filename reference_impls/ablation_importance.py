@@ -104,6 +104,11 @@ def site_sizes(lm: LoadedModel) -> tuple[int, int]:
     return lm.n_heads, int(W_out(lm, 0).shape[0])
 
 
+def is_head_site(site: str) -> bool:
+    """``head_out.l`` and ``q.l`` hold one entry per head ([batch, pos, n_heads, d_head]); the rest per neuron."""
+    return site.split(".")[0] in ("head_out", "q")
+
+
 def all_units(lm: LoadedModel, which: str = "heads+neurons") -> list[Unit]:
     """Every head (``head_out.l``) and/or every neuron (``mlp_act.l``), layer by layer."""
     n_heads, d_mlp = site_sizes(lm)
@@ -168,11 +173,27 @@ class Ablator:
         with torch.no_grad():
             for start in range(0, len(unit_sets), per_chunk):
                 chunk = list(unit_sets[start : start + per_chunk])
-                ablated = self._chunk(chunk, means)  # [n * m]
+                ablated = self.metric(self._chunk(chunk, means), repeats=len(chunk)).cpu()  # [n * m]
                 out[:, start : start + len(chunk)] = base[:, None] - ablated.reshape(n, len(chunk))
         return out
 
+    def last_logits(self, unit_sets: Sequence[Sequence[Unit]]) -> torch.Tensor:
+        """Next-token logits with each set ablated → float [n_prompts, len(unit_sets), d_vocab] (for small sets:
+        distribution-level scores such as the KL of Ships)."""
+        n = self.clean.shape[0]
+        sites = sorted({u.site for units in unit_sets for u in units})
+        means = self._means(sites) if self.how == "mean" else {}
+        per_chunk = max(1, self.batch_size // max(1, n))
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(unit_sets), per_chunk):
+                chunk = list(unit_sets[start : start + per_chunk])
+                logits = self._chunk(chunk, means)[:, -1].float().cpu()  # [n * m, d_vocab]
+                parts.append(logits.reshape(n, len(chunk), -1))
+        return torch.cat(parts, dim=1)
+
     def _chunk(self, chunk: list[Sequence[Unit]], means: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of the repeated batch (row = prompt × unit set) with each row's set ablated → [rows, pos', d_vocab]."""
         lm, clean, m = self.lm, self.clean, len(chunk)
         n, n_pos = clean.shape
         last_only = self.positions == "last" and n_pos > 1
@@ -188,7 +209,7 @@ class Ablator:
         for i, units in enumerate(chunk):
             for unit in units:
                 if unit.site not in masks:
-                    heads = unit.site.startswith("head_out")
+                    heads = is_head_site(unit.site)
                     shape = (n * m, width, n_heads, 1) if heads else (n * m, width, d_mlp)
                     masks[unit.site] = torch.zeros(shape, dtype=torch.bool, device=lm.device)
                 masks[unit.site][rows_of[:, i], :, unit.index] = True
@@ -207,7 +228,7 @@ class Ablator:
                                   position_ids=clean.position_ids[:, -1:].repeat_interleave(m, dim=0),
                                   past_key_values=prefix, use_cache=True).logits  # [rows, 1, d_vocab]  # fmt: skip
         self.forward_passes += 1
-        return self.metric(logits, repeats=m).cpu()
+        return logits
 
     def _prefix(self, m: int) -> Any:
         """The KV cache of every token but the last, repeated for the m unit sets of a chunk (row-aligned)."""
@@ -221,7 +242,7 @@ class Ablator:
     def _source(self, key: str, width: int, m: int, means: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the selected entries are replaced with: [1 or rows, width, *unit shape]."""
         n_heads, d_mlp = site_sizes(self.lm)
-        unit_shape = (n_heads, self.lm.d_head) if key.startswith("head_out") else (d_mlp,)
+        unit_shape = (n_heads, self.lm.d_head) if is_head_site(key) else (d_mlp,)
         if self.how == "zero":
             return torch.zeros(1, width, *unit_shape, device=self.lm.device)
         if self.how == "mean":

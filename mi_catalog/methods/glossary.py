@@ -57,6 +57,15 @@ GLOSSARY: dict[str, str] = {
     "aura_other_accuracy_before": "Accuracy on the held-out prompts of the other class(es) (toy: nice), unsteered.",
     "aura_other_accuracy_after": "The same with AurA's dampening applied (its first side effect).",
     "aura_det0_rate": "Behaviour rate with the Det0 baseline instead: the top Spec.det0_k experts zeroed.",
+    # --- safety heads by ablation (Ships / Sahara, Zhou et al. 2025)
+    "ships_top_kl": "Ships of the best head: mean KL(p ‖ p with the head ablated) of the last-token distribution over the fit harmful (behaviour-class) prompts.",
+    "ships_median_kl": "Median over heads of that mean KL (a head that does not matter for these prompts scores ~0).",
+    "sahara_group_size": "Heads in the greedy (Sahara-style) safety-head group that the steering artifact ablates.",
+    "sahara_group_kl": "Mean KL on the fit harmful prompts when the whole group is ablated together.",
+    "refusal_rate_top_head": "Refusal rate on held-out harmful prompts with only the best head by Ships ablated.",
+    "refusal_rate_heads_ablated": "Refusal rate on held-out harmful prompts with the safety-head group ablated (the Improve stage's after).",
+    "refusal_rate_random_heads": "The same with as many random heads ablated, averaged over draws (a control).",
+    "harmless_accuracy_heads_ablated": "Share of held-out harmless (other-class) prompts whose greedy next token is their answer, with the safety-head group ablated.",
     # --- FFN value vectors projected to the vocabulary (Geva et al. 2022)
     "ffn_top_neuron_score": "Best neuron's mean activation-weighted promotion of the answer, m_j · (W_U v_j)[answer] centred over the vocabulary, at the last token.",
     "ffn_top_layer": "Layer whose FFN (sum of its neurons' sub-updates) most promotes the answer directly.",
