@@ -354,9 +354,9 @@ def train_sae(lm: LoadedModel, where: str | None = None, d_sae: int | None = Non
     config = SAEConfig(model=lm.name, weights_sha256=weights_sha256(lm), site=key, d_model=lm.d_model, d_sae=size,
                        l1=l1, steps=steps, seed=seed, lr=lr, batch_size=batch_size,
                        prompts_per_task=prompts_per_task, tasks=used)  # fmt: skip
-    sae = train_on(acts, config, progress)
+    sae = train_on(acts, config, progress)  # on the CPU
     config.seconds = round(time.perf_counter() - started, 3)
-    return sae
+    return sae.to(lm.device)  # where the model's activations are, for FeatureClamp and encoding
 
 
 # ---------------------------------------------------------------------------------------------------------
