@@ -57,14 +57,11 @@ def main() -> None:
     for entry_id, plan in plans:
         wall, cpu = time.perf_counter(), time.process_time()
         try:
-            if plan.kind == "reproduction":
-                result = run_impl(str(plan.impl), model=lm)
-            else:
-                result = run_pipeline(lm, plan)
+            result = run_impl(str(plan.impl), model=lm) if plan.kind == "reproduction" else run_pipeline(lm, plan)
             payload = json.loads(result.to_json())
             ok = bool(payload["metrics"]) and (plan.steer is None or plan.kind != "pipeline" or "improve" in payload)
             error = "" if ok else "no metrics"
-        except Exception as err:  # noqa: BLE001 — a benchmark counts failures, it does not stop at them
+        except Exception as err:  # a benchmark counts failures, it does not stop at them
             ok, error = False, f"{type(err).__name__}: {err}"
         row = {"entry": entry_id, "kind": plan.kind, "impl": plan.run_id, "ok": ok, "error": error,
                "wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}  # fmt: skip
