@@ -294,14 +294,32 @@ def run_impl(
     planted = getattr(lm.tasks, "planted", None) if prompts_file is None else None
     data = RunData(task=chosen, examples=examples, source=lm.tasks, seed=seed, progress=progress, planted=planted)
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_for(lm))
     start = time.perf_counter()
-    output = registered.module.run(lm, spec, data)
+    try:
+        output = registered.module.run(lm, spec, data)
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     result = RunResult(impl=info.id, model=lm.name, task=chosen, output=output, entry=entry, seed=seed,
                        seconds=seconds, data_source=described)  # fmt: skip
     if out_path is not None:
         write_outputs(result, out_path)
     return result
+
+
+SMALL_MODEL_PARAMS = 20_000_000
+
+
+def threads_for(lm: Any) -> int:
+    """One thread for small models (the toy, tiny test models): their matmuls are too small to split, and on a
+    shared 2-core machine two contending threads ran them 25–40× slower than one. Larger models keep torch's
+    default (all cores)."""
+    import torch
+
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    return 1 if n_params < SMALL_MODEL_PARAMS else torch.get_num_threads()
 
 
 def write_outputs(result: RunResult, out_dir: Path) -> None:
