@@ -130,9 +130,10 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> st
         (("pipeline", "--object", "hed", "--method", "probe"), "unknown object 'hed'"),
         (("pipeline", "--object", "head", "--method", "probe", "--steer", "sideways"), "unknown steer 'sideways'"),
         (("pipeline", "--object", "head", "--method", "probe", "--task", "toxicty"), "did you mean 'toxicity'"),
-        (("run", "dola", "--prompts", "x.jsonl"), "runs a pipeline on the model's own task data"),
-        (("run", "dola", "--n", "0"), "--n must be at least 1"),
+        (("run", "{pipeline}", "--prompts", "x.jsonl"), "runs a pipeline on the model's own task data"),
+        (("run", "{pipeline}", "--n", "0"), "--n must be at least 1"),
     ],
 )
-def test_errors_are_one_line(args: tuple[str, ...], expected: str) -> None:
-    assert expected in _one_line_error(cli(*args))
+def test_errors_are_one_line(args: tuple[str, ...], expected: str, catalog_plans: dict[str, P.Plan]) -> None:
+    pipeline = next(i for i in sorted(catalog_plans) if catalog_plans[i].kind == "pipeline")
+    assert expected in _one_line_error(cli(*(a.format(pipeline=pipeline) for a in args)))
