@@ -421,9 +421,7 @@ def _bias_goal(lm: LoadedModel, task: str, pool: list[TaskExample]) -> GoalData:
     labels = sorted(groups)
     return GoalData(task, goal.metric, goal.better, goal.text, fit, test, gap,
                     positive=[ex.prompt for ex in groups[labels[0]]], negative=[ex.prompt for ex in groups[labels[-1]]],
-                    desired=[[pid[other(ex)]] for ex in fit], vector_mode="remove", extras=extras,
-                    notes=["fairness: the stereotype direction (difference of means between the two stereotypes) is "
-                           "projected out rather than added"])  # fmt: skip
+                    desired=[[pid[other(ex)]] for ex in fit], vector_mode="remove", extras=extras)  # fmt: skip
 
 
 def _persona_goal(lm: LoadedModel, task: str, pool: list[TaskExample]) -> GoalData:
@@ -713,8 +711,11 @@ def _steer(lm: LoadedModel, plan: P.Plan, located: Located, task: str, n: int, s
         how = f"amplitude manipulation scales {located.describe()}"
     elif steer == "vector-arithmetic":
         strengths, make, label = vector_candidates(lm, located, goal, output.tensors)
-        verb = "projected out of" if goal.vector_mode == "remove" else "added at"
-        how = f"a difference-of-means direction {verb} {located.describe()}"
+        if goal.vector_mode == "remove":
+            how = f"the difference-of-means (stereotype) direction projected out of {located.describe()} — fairness " \
+                "removes the direction instead of adding it"  # fmt: skip
+        else:
+            how = f"a difference-of-means direction added at {located.describe()}"
     else:
         strengths, make, label = optimization_candidates(lm, located, goal, progress)
         how = f"a few gradient steps on only the output weights of {located.describe()}"

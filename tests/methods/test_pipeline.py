@@ -207,3 +207,23 @@ def test_missing_task_falls_back_and_says_so(impls) -> None:  # type: ignore[no-
     result = run_pipeline(lm, P.plan_pipeline("resid", "probe", "vector", "persona", impls), n=8)
     assert result.task == P.TASK_FALLBACKS["persona"][0]
     assert any("has no 'persona' task" in note for note in result.output.notes)
+
+
+@pytest.mark.parametrize(("task", "obj", "method"), [("bias", "resid", "probe"), ("persona", "resid", "probe")])
+def test_toy_fairness_and_persona_goals(toy, impls, task: str, obj: str, method: str) -> None:  # type: ignore[no-untyped-def]
+    """Recipe v2 toy: the stereotype is learnt (gap > 0) and projecting the stereotype direction out narrows it
+    without breaking prompts that state the gender; a persona direction gives prompts without a prefix its voice."""
+    from mi_catalog.methods.pipeline import usable_tasks
+
+    if task not in usable_tasks(toy):
+        pytest.skip(f"the shipped toy checkpoint does not know the {task} task yet (recipe v1)")
+    goal = build_goal(toy, task, 16, 0)
+    assert goal.metric == P.GOALS[task].metric
+    result = run_pipeline(toy, P.plan_pipeline(obj, method, "vector", task, impls), n=16)
+    improve = result.output.improve
+    assert improve is not None and result.task == task
+    if task == "bias":
+        assert improve.before > 0.2 and improve.after < improve.before
+        assert result.output.metrics["steer_stated_accuracy_after"] >= 0.9
+    else:
+        assert improve.before == 0.0 and improve.after > 0.5
