@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "mi_catalog.toy.cli",
     "mi_catalog.models.cli",
     "mi_catalog.sae_cli",
+    "mi_catalog.bench.cli",
     "mi_catalog.site",
 )
 

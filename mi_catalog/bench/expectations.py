@@ -202,7 +202,9 @@ class Expectations:
         return list(self._truth.values())
 
     def examples(self, task: str, n: int, offset: int = 0) -> list[TaskExample]:
-        return list(self.lm.tasks.examples(task, n, seed=self.seed + offset))
+        """The truth prompts of ``task`` (a draw of its own), without any the tokenizer cannot spell."""
+        drawn = self.lm.tasks.examples(task, n, seed=self.seed + offset)
+        return [ex for ex in drawn if not self.lm.unknown_words(f"{ex.prompt} {ex.answer}")]
 
     def universe(self, kind: str) -> tuple[Unit, ...]:
         lm = self.lm
@@ -215,9 +217,8 @@ class Expectations:
 
     def _d_mlp(self) -> int:
         if self._d_mlp_cache is None:
-            task = self.lm.tasks.tasks()[0]
-            with capture(self.lm, ["mlp_act.0"]) as cache:
-                self.lm.logits(self.lm.encode([self.examples(task, 1)[0].prompt]))
+            with capture(self.lm, ["mlp_act.0"]) as cache:  # any text: only the width is read
+                self.lm.logits(self.lm.encode(["the"]))
             self._d_mlp_cache = int(cache["mlp_act.0"].shape[-1])
         return self._d_mlp_cache
 

@@ -1,0 +1,145 @@
+"""``mi-catalog bench``: run the benchmark and print or write its result.
+
+Module-level imports stay light (the main CLI imports this module for every command): torch and the
+implementations are imported inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mi_catalog.errors import CliError
+
+
+def _words(values: list[str] | None) -> tuple[str, ...] | None:
+    """``--methods a,b --methods c`` → ("a", "b", "c"); None when the flag was not given."""
+    if values is None:
+        return None
+    return tuple(w.strip() for v in values for w in v.split(",") if w.strip())
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmark the reference implementations: locate (vs ground truth), steer (effect and cost), cost",
+        description="Locate track: every localizing method scored against ground-truth mechanisms (precision@k, "
+        "rank of the true units, AUROC, faithfulness). Steer track: every steerer's success, side effects and "
+        "combined score. Cost: wall time and forward/backward passes. Means with 95%% intervals over seeds. "
+        "Example: mi-catalog bench --quick --format json",
+    )
+    bench.add_argument("--model", default="toy", help="'toy' (default; the only model with planted truth), a "
+                       "fetched model, a local folder or a hub id (steer and cost tracks only)")  # fmt: skip
+    bench.add_argument("--methods", action="append", metavar="ID[,ID]", help="implementations to run (default: all)")
+    bench.add_argument("--tasks", action="append", metavar="TASK[,TASK]", help="tasks to run on (default: all)")
+    bench.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default 10; --quick: 2)")
+    bench.add_argument("--quick", action="store_true", help="a small subset (methods, tasks, 2 seeds): under a minute")
+    bench.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                       help="json: the list of rows (the documented contract)")  # fmt: skip
+    bench.add_argument("--out", metavar="DIR", default=None, help="write bench.json, bench.md and SVG plots here")
+    bench.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads (default: 1 on the toy, which is fastest single-threaded; else torch's)")  # fmt: skip
+    bench.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    bench.set_defaults(func=cmd_bench)
+
+
+class ProgressBar:
+    """``[#####.....] 12/40 what`` on one stderr line, at most every 0.2 s; silent when disabled."""
+
+    def __init__(self, enabled: bool, stream: Any = None, width: int = 24) -> None:
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.last = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        filled = int(self.width * done / total) if total else self.width
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}"
+        self.stream.write("\r" + line[:110].ljust(110) + ("\n" if done >= total else ""))
+        self.stream.flush()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mi_catalog.impl_info import discover_impls
+    from mi_catalog.methods.runner import RunError, check_out_dir
+
+    if args.seeds is not None and args.seeds < 1:
+        raise CliError("--seeds must be at least 1", 2)
+    if args.threads is not None and args.threads < 1:
+        raise CliError("--threads must be at least 1", 2)
+    try:
+        out_dir = check_out_dir(args.out)  # a bad --out fails before any model runs
+    except RunError as err:
+        raise CliError(str(err), 2) from None
+    methods, tasks = _words(args.methods), _words(args.tasks)
+    known = discover_impls()
+    unknown = [m for m in methods or () if m not in known]
+    if unknown:
+        raise CliError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}", 2)
+    try:
+        from mi_catalog.models import RunExtraMissing, require_run_extra
+
+        require_run_extra()
+    except RunExtraMissing as err:
+        raise CliError(str(err), 2) from None
+
+    import torch
+
+    from mi_catalog.bench.run import BenchPlan, run_bench
+    from mi_catalog.models.families import UnsupportedModelError
+    from mi_catalog.models.loading import ModelLoadError, load_model
+
+    progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    if progress.enabled:
+        sys.stderr.write(f"loading {args.model} …\n")
+    try:
+        lm = load_model(args.model)
+    except UnsupportedModelError as err:
+        raise CliError(f"model not supported: {err}", 2) from None
+    except (ModelLoadError, OSError) as err:
+        raise CliError(str(err), 2) from None
+    threads = args.threads or (1 if lm.card is not None else None)  # the toy: a toy checkpoint carries its card
+    if threads:
+        torch.set_num_threads(threads)
+    plan = BenchPlan(model=args.model, methods=methods, tasks=tasks, seeds=args.seeds, quick=args.quick)
+    result = run_bench(plan, lm=lm, progress=progress).to_dict()
+    if out_dir is not None:
+        write_result(result, out_dir)
+    from mi_catalog.bench.render import render_json, render_markdown, render_table, summary_line
+
+    if args.format == "json":
+        print(render_json(result))
+    elif args.format == "markdown":
+        print(f"{summary_line(result)}\n\n{render_markdown(result)}")
+    else:
+        print(render_table(result))
+    if result["skipped"] and args.format != "table":
+        for s in result["skipped"]:
+            print(f"mi-catalog: warning: {s['method']} on {s['task']} failed: {s['reason']}", file=sys.stderr)
+    return 0
+
+
+def write_result(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``bench.json`` (the whole result), ``bench.md`` and the SVG plots, each written atomically."""
+    import json
+
+    from mi_catalog.bench.render import plots, render_markdown, summary_line
+    from mi_catalog.fsutil import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "bench.json", out_dir / "bench.md"]
+    atomic_write_text(written[0], json.dumps(result, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(written[1], f"{summary_line(result)}\n\n{render_markdown(result)}")
+    for name, svg in plots(result).items():
+        atomic_write_text(out_dir / name, svg)
+        written.append(out_dir / name)
+    return written
