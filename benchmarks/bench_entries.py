@@ -8,7 +8,8 @@ Python start-up and model loading (printed once). Wall seconds depend on what el
 seconds of the process are printed too. ``--cli N`` also times N entries end to end through the real
 entry point (a subprocess each: start-up + load + run).
 
-    python benchmarks/bench_entries.py [--threads 2] [--limit N] [--kind pipeline|reproduction] [--cli 3]
+    python benchmarks/bench_entries.py [--model toy|DIR] [--threads 2] [--limit N] [--kind pipeline|reproduction]
+                                       [--cli 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TARGET_SECONDS = 10.0
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="toy", help="the toy (default) or a toy checkpoint folder")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target's 2 cores)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N entries (sorted ids)")
     parser.add_argument("--kind", choices=("pipeline", "reproduction"), default=None)
@@ -51,8 +53,10 @@ def main() -> None:
         plans = [(i, p) for i, p in plans if p.kind == args.kind]
     plans = plans[: args.limit] if args.limit else plans
     start = time.perf_counter()
-    lm = load_model("toy")
-    print(f"toy loaded in {time.perf_counter() - start:.2f} s; {len(plans)} entries; torch threads {args.threads}")
+    lm = load_model(args.model)
+    print(
+        f"{args.model} loaded in {time.perf_counter() - start:.2f} s; {len(plans)} entries; torch threads {args.threads}"
+    )
     rows = []
     for entry_id, plan in plans:
         wall, cpu = time.perf_counter(), time.process_time()
