@@ -503,11 +503,20 @@ def results_page(record: dict[str, Any] | None) -> Page:
     return Page("results.md", head + body + render_markdown(record) + "\n## Criteria\n\n" + criteria + "\n")
 
 
+def benchmark_pages() -> list[Page]:
+    """The Benchmark page, one page per benchmarked implementation and the plots, from the committed bench result."""
+    from mi_catalog.bench.rows import committed_result
+    from mi_catalog.bench.site import bench_pages
+
+    return [Page(path, text) for path, text in bench_pages(committed_result("toy"))]
+
+
 def all_pages(entries: Sequence[Entry], impls: dict[str, ImplInfo], data_version: str = "") -> list[Page]:
     from mi_catalog.methods.claims import load_record
 
     pages = [home_page(entries, impls), explore_page(data_version), chart_page(entries), taxonomy_index_page(entries),
              results_page(load_record())]  # fmt: skip
+    pages.extend(benchmark_pages())
     for facet in vocab.FACETS:
         pages.append(facet_page(entries, facet))
         pages.extend(term_page(entries, facet, t) for t in (*facet.groups, *facet.terms))

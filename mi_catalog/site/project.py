@@ -90,6 +90,7 @@ nav:
   - Explore: explore.md
   - Chart: chart.md
   - Results: results.md
+  - Benchmark: benchmark/index.md
   - Taxonomy:
       - taxonomy/index.md
 {taxonomy}
