@@ -29,6 +29,9 @@ Mechanisms (``id`` — task, unit kind: definition):
   True: effect ≥ half the largest and ≥ 0.05. Causal check: projecting out at the true layers together must
   remove ≥ 50 % of refusals.
 
+An implementation whose algorithm is an ablation-defined mechanism's definition (``ablation-importance``) is not
+scored on those mechanisms — it would be scored against itself — only on the by-construction ones.
+
 A mechanism is *invalid* (reported, not scored) when the model does not do the task (clean accuracy < 0.5),
 when no unit or every unit is true, or when its causal check fails.
 
@@ -64,6 +67,11 @@ MIN_ACCURACY = 0.5  # below this the model does not do the task: nothing to loca
 NEURON_GROUP = 32  # neurons ablated side by side in one batched forward
 
 
+# Implementations whose algorithm *is* an ablation-defined mechanism's definition: scoring them on it would score
+# them against themselves, so they are not scored on those mechanisms (only on the ones defined otherwise).
+SAME_ALGORITHM = ("ablation-importance",)
+
+
 @dataclass(frozen=True)
 class Mechanism:
     id: str
@@ -71,6 +79,11 @@ class Mechanism:
     kind: str  # unit kind: head | neuron | resid
     title: str
     definition: str
+    by_ablation: bool = True  # defined by single-unit ablation (else by construction / a fitted direction)
+
+    def scores(self, impl_id: str) -> bool:
+        """Whether ``impl_id`` may be scored against this mechanism (not when its algorithm is the definition)."""
+        return not (self.by_ablation and impl_id in SAME_ALGORITHM)
 
 
 @dataclass
@@ -114,13 +127,13 @@ INDUCTION_HEADS = Mechanism(
     "induction-heads", "induction", "head", "Induction heads",
     "By construction: mean attention from the last position to the token right after the earlier occurrence "
     f"of the last word (the word to copy); true: score ≥ {ATTENTION_FLOOR} and ≥ half the best. Causal check: "
-    f"zero-ablating the true heads together removes ≥ {CHECK:.0%} of induction accuracy.",
+    f"zero-ablating the true heads together removes ≥ {CHECK:.0%} of induction accuracy.", by_ablation=False,
 )  # fmt: skip
 PREVIOUS_TOKEN_HEADS = Mechanism(
     "previous-token-heads", "induction", "head", "Previous-token heads",
     "By construction: mean attention from each position to the one before it on random-word prompts; true: "
     f"score ≥ {ATTENTION_FLOOR} and ≥ half the best. Causal check: zero-ablating the true heads together removes "
-    f"≥ {CHECK:.0%} of induction accuracy.",
+    f"≥ {CHECK:.0%} of induction accuracy.", by_ablation=False,
 )  # fmt: skip
 LANGUAGE_NEURONS = Mechanism(
     "language-selective-neurons", "language", "neuron", "Language-selective neurons",
@@ -133,7 +146,7 @@ REFUSAL_LAYERS = Mechanism(
     "By ablation of a fitted direction: the difference of mean last-token activations (harmful − harmless, fit "
     "draw) at resid_post.l, projected out at that layer only; effect = drop of the refusal rate on held-out harmful "
     f"prompts; true: ≥ half the largest and ≥ {FLOOR['resid']}. Causal check: projecting out at the true layers "
-    f"together removes ≥ {CHECK:.0%} of refusals.",
+    f"together removes ≥ {CHECK:.0%} of refusals.", by_ablation=False,
 )  # fmt: skip
 
 

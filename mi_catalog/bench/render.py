@@ -136,8 +136,8 @@ def md_table(header: list[str], lines: list[list[str]]) -> str:
 
 def summary_line(result: dict[str, Any]) -> str:
     meta = result.get("meta", {})
-    mode = "quick" if meta.get("quick") else "full"
-    return (f"mi-catalog bench on {meta.get('model', '?')} ({mode}; up to {meta.get('seeds', '?')} seeds; "
+    mode = "--quick; " if meta.get("quick") else ""
+    return (f"mi-catalog bench on {meta.get('model', '?')} ({mode}up to {meta.get('seeds', '?')} seeds; "
             f"mean [95 % interval over seeds]; {meta.get('seconds', '?')} s)")  # fmt: skip
 
 

@@ -148,7 +148,7 @@ def plan_jobs(
         if plan.quick:
             steer_tasks = steer_tasks[:1]
         for task in [t for t in info.tasks if t in tasks]:
-            mechs = [m for m in mechanisms if m.task == task and m.kind in kinds]
+            mechs = [m for m in mechanisms if m.task == task and m.kind in kinds and m.scores(impl_id)]
             steer = task in steer_tasks
             explicit = plan.methods is not None and not has_planted_truth(expect.lm)  # cost-only runs, when asked
             if not (mechs or steer or (explicit and task == info.tasks[0])):

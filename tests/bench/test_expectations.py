@@ -86,3 +86,11 @@ def test_mechanisms_need_planted_truth(expect: Expectations) -> None:
     assert {"induction-heads", "previous-token-heads", "refusal-layers", "refusal-heads"} <= ids
     assert {m.task for m in expect.mechanisms(["refusal"])} == {"refusal"}
     assert [m.kind for m in mechanisms_for("language")] == ["head", "neuron"]
+
+
+def test_a_method_is_never_scored_against_its_own_algorithm() -> None:
+    from mi_catalog.bench.expectations import INDUCTION_HEADS, REFUSAL_LAYERS, task_heads, task_neurons
+
+    for mech in (task_heads("facts"), task_neurons("refusal")):
+        assert not mech.scores("ablation-importance") and mech.scores("attribution-patching")
+    assert INDUCTION_HEADS.scores("ablation-importance") and REFUSAL_LAYERS.scores("ablation-importance")
