@@ -144,6 +144,25 @@ def _lape(run: dict[str, Any]) -> tuple[str, str]:
     return text, "agrees" if own > other else "differs"
 
 
+def _refusal(run: dict[str, Any]) -> tuple[str, str]:
+    before, ablated = _m(run, "refusal_rate_before"), _m(run, "refusal_rate_ablated")
+    added = _m(run, "harmless_refusal_added")
+    text = (f"harmful prompts refused {before:.2f} → {_ci(run, 'refusal_rate_ablated')} with the direction ablated; "
+            f"harmless prompts refused {_m(run, 'harmless_refusal_before'):.2f} → {_ci(run, 'harmless_refusal_added')} "
+            f"with it added (layer {_m(run, 'direction_layer'):.0f})")  # fmt: skip
+    if before < 0.5:
+        return text + "; the model hardly refuses, so there is no refusal to ablate", "n/a"
+    return text, "agrees" if ablated <= before / 2 and added > _m(run, "harmless_refusal_before") else "differs"
+
+
+def _caa(run: dict[str, Any]) -> tuple[str, str]:
+    span, step = _m(run, "sweep_effect_range"), _m(run, "sweep_min_step")
+    text = (f"behaviour rate {_m(run, 'behaviour_rate_before'):.2f} → {_ci(run, 'behaviour_rate_steered')} at multiplier "
+            f"{_m(run, 'caa_multiplier'):g} (layer {_m(run, 'caa_layer'):.0f}); across multipliers −3…3 the rate moves "
+            f"{span:.2f}, smallest step {step:+.2f}")  # fmt: skip
+    return text, "agrees" if span >= 0.3 and step >= -0.05 else "differs"
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("activation-patching", "facts", "locating-and-editing-factual-associations-in-gpt",
           "Causal tracing: an early site (the residual / FFN at the last subject token, early-middle layers) and "
@@ -178,6 +197,16 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("language-neurons", "multilingual", "language-specific-neurons",
           "Language-specific neurons exist; deactivating them hurts their own language far more than others.",
           "agrees when zeroing a language's neurons drops its own p(answer) more than the other languages'", _lape),
+    Claim("refusal-direction", "refusal", "refusal-in-language-models-is-mediated",
+          "Refusal is mediated by one direction: ablating it stops refusals of harmful instructions, adding it makes "
+          "the model refuse harmless ones.",
+          "n/a when the model refuses under half of the harmful prompts; else agrees when ablation halves refusal and "
+          "addition raises harmless refusal", _refusal, n=60),
+    Claim("caa", "sentiment", "steering-llama-2-via-contrastive-activation-addition",
+          "Adding the mean activation difference of contrast pairs steers the behaviour, more strongly with a larger "
+          "multiplier.",
+          "agrees when the behaviour rate moves by ≥ 0.3 over the multiplier sweep, monotonically (no step below −0.05)",
+          _caa, n=40),
 )
 
 

@@ -1,0 +1,72 @@
+"""The results table of methods on a real model: each criterion decides from the run's numbers (both ways), every
+claim names a real implementation, task and catalog entry, and the README shows the committed record."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mi_catalog.impl_info import discover_impls
+from mi_catalog.load import load_catalog
+from mi_catalog.methods import claims
+from mi_catalog.paths import default_catalog_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(metrics: dict[str, float], findings: list[dict[str, object]] | None = None) -> dict[str, object]:
+    return {"metrics": metrics, "intervals": {}, "findings": findings or []}
+
+
+def test_every_claim_names_a_real_implementation_task_and_paper() -> None:
+    impls = discover_impls()
+    ids = {e.id for e in load_catalog(default_catalog_dir()).entries}
+    for claim in claims.CLAIMS:
+        assert claim.impl in impls, claim.impl
+        assert claim.paper is None or claim.paper in ids, claim.paper
+        assert claim.criterion and claim.claim
+
+
+@pytest.mark.parametrize(
+    ("summary", "agrees", "differs"),
+    [
+        (claims._causal_tracing,
+         {"resid_subject_last_peak_layer": 3, "resid_last_peak_layer": 20, "mlp_subject_last_peak_layer": 2},
+         {"resid_subject_last_peak_layer": 20, "resid_last_peak_layer": 3, "mlp_subject_last_peak_layer": 2}),
+        (claims._tuned_lens, {"lens_kl_reduction": 0.4}, {"lens_kl_reduction": -0.1}),
+        (claims._lape, {"lape_own_drop": 0.2, "lape_other_drop": 0.01}, {"lape_own_drop": 0.0, "lape_other_drop": 0.1}),
+        (claims._caa, {"sweep_effect_range": 0.8, "sweep_min_step": 0.0}, {"sweep_effect_range": 0.8, "sweep_min_step": -0.3}),
+        (claims._refusal, {"refusal_rate_before": 1.0, "refusal_rate_ablated": 0.1, "harmless_refusal_before": 0.0,
+                           "harmless_refusal_added": 0.9},
+         {"refusal_rate_before": 1.0, "refusal_rate_ablated": 0.9, "harmless_refusal_before": 0.0,
+          "harmless_refusal_added": 0.9}),
+    ],
+)  # fmt: skip
+def test_criteria_decide_both_ways(summary, agrees: dict[str, float], differs: dict[str, float]) -> None:  # type: ignore[no-untyped-def]
+    assert summary(_run(agrees))[1] == "agrees"
+    assert summary(_run(differs))[1] == "differs"
+
+
+def test_refusal_is_not_applicable_to_a_model_that_does_not_refuse() -> None:
+    run = _run({"refusal_rate_before": 0.0, "refusal_rate_ablated": 0.0, "harmless_refusal_before": 0.0,
+                "harmless_refusal_added": 0.0})  # fmt: skip
+    text, verdict = claims._refusal(run)
+    assert verdict == "n/a" and "hardly refuses" in text
+
+
+def test_table_escapes_pipes_and_lists_every_row() -> None:
+    record = {"model": "m", "rows": [{"impl": "a", "task": "t", "claim": "x | y", "found": "f", "verdict": "agrees"}]}
+    table = claims.render_markdown(record)
+    assert "x \\| y" in table and table.count("\n") == 3
+
+
+def test_readme_shows_the_committed_record() -> None:
+    record = claims.load_record("smollm2-135m")
+    if record is None:
+        pytest.skip("no results record committed yet")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- claims:start -->\n(.*?)<!-- claims:end -->", readme, re.S)
+    assert block is not None, "README lacks the claims table markers"
+    assert block.group(1) == claims.render_markdown(record)
