@@ -201,9 +201,10 @@ def test_cli_run_module_imports_light() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("rome", ["targeted-optimization", "locating-and-editing-factual-associations-in-gpt (runs activation-patching)"]),
-        ("causal-tracing", ["causal-attribution: run activation-patching"]),
-        ("dola", ["catalog entries naming 'dola': dola"]),
+        ("memit", ["targeted-optimization: run localized-finetuning or rome", "mass-editing-memory-in-a-transformer"]),
+        ("causal-tracing", ["causal-attribution: run ablation-importance or activation-patching",
+                            "locating-and-editing-factual-associations-in-gpt (runs rome)"]),
+        ("roam", ["did you mean 'rome'?"]),
     ],
 )
 def test_unknown_run_target_says_what_was_meant(name: str, expected: list[str]) -> None:
