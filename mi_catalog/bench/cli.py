@@ -42,6 +42,9 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--out", metavar="DIR", default=None, help="write bench.json, bench.md and SVG plots here")
     bench.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch threads (default: 1 on the toy, which is fastest single-threaded; else torch's)")  # fmt: skip
+    bench.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="worker processes, each running whole (method, task) jobs with the same numbers as one "
+                       "process (default: 2 when there are 2 cores, 1 with --quick)")  # fmt: skip
     bench.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     bench.set_defaults(func=cmd_bench)
 
@@ -76,6 +79,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError("--seeds must be at least 1", 2)
     if args.threads is not None and args.threads < 1:
         raise CliError("--threads must be at least 1", 2)
+    if args.jobs is not None and args.jobs < 1:
+        raise CliError("--jobs must be at least 1", 2)
     try:
         out_dir = check_out_dir(args.out)  # a bad --out fails before any model runs
     except RunError as err:
@@ -110,7 +115,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if lm.card is not None else None)  # the toy: a toy checkpoint carries its card
     if threads:
         torch.set_num_threads(threads)
-    plan = BenchPlan(model=args.model, methods=methods, tasks=tasks, seeds=args.seeds, quick=args.quick)
+    import os
+
+    jobs = args.jobs or (1 if args.quick else min(2, os.cpu_count() or 1))
+    plan = BenchPlan(model=args.model, methods=methods, tasks=tasks, seeds=args.seeds, quick=args.quick, jobs=jobs)
     result = run_bench(plan, lm=lm, progress=progress).to_dict()
     if out_dir is not None:
         write_result(result, out_dir)

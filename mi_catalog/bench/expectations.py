@@ -290,6 +290,9 @@ class Expectations:
         by_site: dict[tuple[str, int], list[int]] = {}
         for u in units:
             by_site.setdefault((u.kind, u.layer), []).append(int(u.index or 0))
+        for kind, layer in by_site:  # fit every direction on the unablated model, before any ablation starts
+            if kind == "resid":
+                self._direction(layer)
         with contextlib.ExitStack() as stack:
             for (kind, layer), indices in sorted(by_site.items()):
                 if kind == "head":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,19 @@ from mi_catalog.models.loading import LoadedModel
 
 FULL_SEEDS = 10
 QUICK_SEEDS = 2
-# Slow methods get fewer seeds in a full run (≤ 10 min on 2 cores for the whole bench).
-FULL_MAX_SEEDS = {"tuned-lens": 3, "edge-attribution-patching": 3, "activation-patching": 3, "knowledge-neurons": 5}
+# A full run gives cheap locators FULL_SEEDS seeds, steerers (which fit, edit or train) FULL_STEER_SEEDS, and the
+# slowest methods fewer (measured per run on the toy) — the whole bench in ≤ 10 min on 2 cores.
+FULL_STEER_SEEDS = 5
+FULL_MAX_SEEDS = {
+    "activation-patching": 3,
+    "edge-attribution-patching": 3,
+    "tuned-lens": 3,
+    "sae-feature-steering": 3,  # ~5 s a run (trains its SAE when none is cached)
+    "shortgpt": 3,
+    "localized-finetuning": 3,
+    "rome": 3,
+    "function-vectors": 3,
+}
 # Bench settings per implementation (keyword overrides of its Spec; "n" = prompts). Everything else: defaults.
 FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "tuned-lens": {"steps": 100},
@@ -83,6 +94,7 @@ class BenchPlan:
     seeds: int | None = None  # None: FULL_SEEDS (--quick: QUICK_SEEDS)
     quick: bool = False
     truth_prompts: int = 48  # prompts behind each ground truth (neurons: half)
+    jobs: int = 1  # worker processes (each runs whole (method, task) jobs; same numbers as one process)
 
     @property
     def n_seeds(self) -> int:
@@ -154,7 +166,7 @@ def plan_jobs(
             if not (mechs or steer or (explicit and task == info.tasks[0])):
                 continue
             n_seeds = plan.n_seeds if plan.quick or plan.seeds is not None else min(
-                plan.n_seeds, FULL_MAX_SEEDS.get(impl_id, plan.n_seeds))  # fmt: skip
+                plan.n_seeds, FULL_MAX_SEEDS.get(impl_id, FULL_STEER_SEEDS if info.steering else plan.n_seeds))  # fmt: skip
             jobs.append(Job(info, task, list(range(n_seeds)), mechs, steer, dict(settings.get(impl_id, {}))))
     return jobs
 
@@ -198,6 +210,12 @@ class _Samples:
         if value is None or not math.isfinite(float(value)):
             return
         self.values.setdefault((track, method, fam, task, metric, mechanism, x), []).append(float(value))
+
+    def merge(self, values: dict[Key, list[float]], seconds: dict[tuple[str, str], list[float]]) -> None:
+        for key, vals in values.items():
+            self.values.setdefault(key, []).extend(vals)
+        for pair, secs in seconds.items():
+            self.seconds.setdefault(pair, []).extend(secs)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -245,33 +263,33 @@ def run_bench(
     done = 0
     samples = _Samples()
     truths: dict[str, Truth] = {}
-    for mech in needed:
-        progress(f"ground truth {mech.id}", done, total)
-        truths[mech.id] = expect.truth(mech)
-        done += 1
     skipped: list[dict[str, str]] = []
-    for job in jobs:
-        for seed in job.seeds:
-            progress(f"{job.impl.id} on {job.task}, seed {seed}", done, total)
-            try:
-                with count_passes(lm) as passes:
-                    start, cpu = time.perf_counter(), time.process_time()
-                    result = run(job.impl.id, model=lm, task=job.task, seed=seed, **job.overrides)
-                    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-            except Exception as err:  # a method that fails is reported, the bench goes on
-                skipped.append({"method": job.impl.id, "task": job.task, "seed": str(seed),
-                                "reason": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})  # fmt: skip
-                done += len(job.seeds) - job.seeds.index(seed)
-                break
+    if plan.jobs > 1 and runner is None and len(jobs) > 1:
+        for what, item in _parallel(plan, needed, jobs, expect):
+            if isinstance(item, Truth):
+                truths[item.mechanism.id] = expect._truth[item.mechanism.id] = item
+                done += 1
+            else:
+                values, seconds, failed = item
+                samples.merge(values, seconds)
+                skipped.extend(failed)
+                done += len(what.seeds)
+            progress(
+                f"{what.id if isinstance(what, Mechanism) else what.impl.id + ' on ' + what.task} done", done, total
+            )
+    else:
+        for mech in needed:
+            progress(f"ground truth {mech.id}", done, total)
+            truths[mech.id] = expect.truth(mech)
             done += 1
-            samples.seconds.setdefault((job.impl.id, job.task), []).append(seconds)
-            _cost(samples, job, seconds, cpu, passes.forward, passes.backward)
-            for mech in job.mechanisms:
-                truth = truths[mech.id]
-                if truth.valid:
-                    _locate(samples, expect, job, truth, result.output)
-            if job.steer and result.output.improve is not None:
-                _steer(samples, job, result.output)
+        for job in jobs:
+
+            def tick(what: str, job: Job = job) -> None:
+                nonlocal done
+                progress(what, done, total)
+                done += 1
+
+            _run_job(job, lm, expect, truths, run, samples, skipped, tick)
     _references(samples, expect, jobs, truths)
     progress("done", total, total)
     meta = {
@@ -288,6 +306,83 @@ def run_bench(
     }
     mechanisms = [truths[m.id].to_dict() for m in needed]
     return BenchResult(meta=meta, mechanisms=mechanisms, rows=samples.rows(), skipped=skipped)
+
+
+def _run_job(job: Job, lm: LoadedModel, expect: Expectations, truths: dict[str, Truth], run: Callable[..., Any],
+             samples: _Samples, skipped: list[dict[str, str]], tick: Callable[[str], None]) -> None:  # fmt: skip
+    """Every seed of one (implementation, task): run it, count its passes, score it on each track."""
+    for i, seed in enumerate(job.seeds):
+        tick(f"{job.impl.id} on {job.task}, seed {seed}")
+        try:
+            with count_passes(lm) as passes:
+                start, cpu = time.perf_counter(), time.process_time()
+                result = run(job.impl.id, model=lm, task=job.task, seed=seed, **job.overrides)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        except Exception as err:  # a method that fails is reported, the bench goes on
+            reason = str(err).splitlines()[0] if str(err) else ""
+            skipped.append({"method": job.impl.id, "task": job.task, "seed": str(seed),
+                            "reason": f"{type(err).__name__}: {reason}"})  # fmt: skip
+            for rest in job.seeds[i + 1 :]:
+                tick(f"{job.impl.id} on {job.task}, seed {rest} (skipped)")
+            return
+        samples.seconds.setdefault((job.impl.id, job.task), []).append(seconds)
+        _cost(samples, job, seconds, cpu, passes.forward, passes.backward)
+        for mech in job.mechanisms:
+            if truths[mech.id].valid:
+                _locate(samples, expect, job, truths[mech.id], result.output)
+        if job.steer and result.output.improve is not None:
+            _steer(samples, job, result.output)
+
+
+# --- parallel: whole jobs on worker processes (each loads the model once; same numbers as serial) ---------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model: str, threads: int, n: int, n_neurons: int) -> None:
+    from mi_catalog.models.loading import load_model
+
+    torch.set_num_threads(threads)
+    lm = load_model(model)
+    _WORKER.update(lm=lm, expect=Expectations(lm, n=n, n_neurons=n_neurons))
+
+
+def _truth_in_worker(mech: Mechanism) -> Truth:
+    return _WORKER["expect"].truth(mech)  # type: ignore[no-any-return]
+
+
+def _job_in_worker(
+    job: Job, truths: dict[str, Truth]
+) -> tuple[dict[Key, list[float]], dict[tuple[str, str], list[float]], list[dict[str, str]]]:
+    from mi_catalog.methods.runner import run_impl
+
+    expect: Expectations = _WORKER["expect"]
+    expect._truth.update(truths)
+    samples, skipped = _Samples(), []  # type: ignore[var-annotated]
+    _run_job(job, _WORKER["lm"], expect, truths, run_impl, samples, skipped, lambda _what: None)
+    return samples.values, samples.seconds, skipped
+
+
+def _parallel(
+    plan: BenchPlan, needed: list[Mechanism], jobs: list[Job], expect: Expectations
+) -> Iterator[tuple[Any, Any]]:
+    """Ground truths, then whole jobs, on ``plan.jobs`` spawned processes (each loads the model once); yields
+    (mechanism, truth) in plan order, then (job, its samples) in plan order — the same numbers as one process."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    args = (plan.model, torch.get_num_threads(), expect.n, expect.n_neurons)
+    with concurrent.futures.ProcessPoolExecutor(plan.jobs, mp_context=context, initializer=_init_worker,
+                                                initargs=args) as pool:  # fmt: skip
+        truth_futures = [pool.submit(_truth_in_worker, mech) for mech in needed]
+        truths: dict[str, Truth] = {}
+        for mech, future in zip(needed, truth_futures, strict=True):
+            truths[mech.id] = future.result()
+            yield mech, truths[mech.id]
+        job_futures = [pool.submit(_job_in_worker, job, {m.id: truths[m.id] for m in job.mechanisms}) for job in jobs]
+        for job, job_future in zip(jobs, job_futures, strict=True):
+            yield job, job_future.result()
 
 
 def command_line(plan: BenchPlan) -> str:

@@ -33,7 +33,10 @@ units: **P@k** is the share of the method's top *k* that is true; **rank** the m
 units tie below the listed ones; the best possible is (k+1)/2); **AUROC** the area under the ROC curve over all units
 of that kind; **faithful.** the share of the behaviour lost when the method's top *k* units are ablated together (the
 answer margin for heads and neurons, refusals for refusal layers). `random` is a random ranking of the same units
-(seeded like the runs) — the chance level; `ground-truth` is the true set itself.
+(seeded like the runs) — the chance level; `ground-truth` is the true set itself. Truths defined by ablation favour
+methods that locate by ablation: `ablation-importance` computes exactly such a truth and is not scored on those
+mechanisms, and `head-ablation-safety` (KL after ablating a head's attention) is close to it; the by-construction
+mechanisms (induction and previous-token heads) and the refusal-direction layers are independent of every method.
 
 **Steer.** Each steerer reports its intended change (*before → after*) and its side effects. **success** is the
 share of the possible change achieved (|after − before| / headroom, headroom = before when the metric fell, 1 −

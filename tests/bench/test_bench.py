@@ -90,6 +90,16 @@ def test_same_seeds_give_the_same_rows() -> None:
     assert json.dumps(_comparable(first.rows)) == json.dumps(_comparable(second.rows))
 
 
+def test_two_worker_processes_give_the_same_rows() -> None:
+    from dataclasses import replace
+
+    lm = load_model("toy")
+    plan = BenchPlan(methods=("massive-activations", "logit-lens"), tasks=("refusal",), seeds=2, truth_prompts=16)
+    serial = run_bench(plan, lm=lm)
+    parallel = run_bench(replace(plan, jobs=2), lm=lm)
+    assert _comparable(serial.rows) == _comparable(parallel.rows) and serial.mechanisms == parallel.mechanisms
+
+
 # --- a steerer registered only in this test -------------------------------------------------------------------
 
 FAKE = ImplInfo(id="fake-steer", title="A fake steerer", objects=("residual-stream",), steering=("vector-arithmetic",),

@@ -94,3 +94,10 @@ def test_a_method_is_never_scored_against_its_own_algorithm() -> None:
     for mech in (task_heads("facts"), task_neurons("refusal")):
         assert not mech.scores("ablation-importance") and mech.scores("attribution-patching")
     assert INDUCTION_HEADS.scores("ablation-importance") and REFUSAL_LAYERS.scores("ablation-importance")
+
+
+def test_refusal_directions_are_fitted_on_the_unablated_model(expect: Expectations) -> None:
+    mech = _by_id(expect, "refusal-layers")
+    truth = expect.truth(mech)
+    fresh = Expectations(expect.lm, n=32, n_neurons=12)  # nothing cached: the set's directions are fitted first
+    assert len(truth.true) > 1 and fresh.faithfulness(mech, truth.true) == truth.faithfulness
