@@ -47,8 +47,7 @@ STRUCTURE_WORDS = (":", ",", ".", "?", "=", "->", "|", "the", "a", "and", "was",
 
 # Facts: two-token subjects whose first and last names are shared across
 # subjects, so neither token alone identifies the subject — the model has to
-# combine both. The v1 checkpoint did so at the last subject token (ROME's "subject
-# enrichment"); the v2 checkpoint does it at the last position (see its card).
+# combine both at the last subject token (ROME's "subject enrichment").
 FIRST_NAMES = ("anna", "boris", "clara", "david", "elena", "felix", "greta", "hugo")
 LAST_NAMES = ("berg", "costa", "dahl", "evans", "fox", "grant", "holm", "ito")
 CITIES = ("paris", "tokyo", "cairo", "lima", "oslo", "delhi", "rome", "quito")
@@ -738,14 +737,12 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
 }
 
 # Training mixture: relative weight of each generator in a training batch. Induction gets the
-# largest share because induction heads form late (a phase change): in v1, at 0.25 they failed to form
-# within 6k steps for some seeds; at 0.32 (of a total 1.07) they formed by ~3k steps. Recipe v2 first
-# kept 0.32 of 1.07 and took the 0.07 for bias and persona from the tasks learnt most easily (refusal,
-# sentiment, language, toxicity): with seed 0 the induction heads then did not form in 6k steps
-# (induction accuracy 0.22, previous-token heads present). Adjusted once: induction 0.45 (of 1.20) and
-# 8000 steps (train.Recipe), so every other task still sees about as many examples as in v1.
+# largest share because induction heads form late (a phase change) and, at 0.25, failed to form
+# within 6k steps for some seeds; at 0.32 they formed by ~3k steps. Recipe v2 added bias and persona
+# with the total weight (1.07) unchanged, so induction, facts and fact_chain keep their exact v1 shares;
+# the 0.07 came from the tasks that were learnt most easily (refusal, sentiment, language, toxicity).
 TRAINING_MIXTURE: dict[str, float] = {
-    "induction": 0.45,
+    "induction": 0.32,
     "facts": 0.22,
     "fact_chain": 0.06,
     "refusal": 0.07,

@@ -32,7 +32,7 @@ class Recipe:
     """Everything that determines the trained weights."""
 
     seed: int = 0
-    steps: int = 8000  # recipe v2 (v1: 6000); see tasks.TRAINING_MIXTURE
+    steps: int = 6000
     batch_size: int = 64
     learning_rate: float = 3e-3
     warmup_steps: int = 200

@@ -32,8 +32,6 @@ ACCURACY_FLOORS = {
     "language": 0.9,
     "toxicity": 0.9,
     "icl": 0.8,
-    "bias": 0.95,
-    "persona": 0.95,
 }
 
 # Restoring the clean residual at the last subject token (best layer) recovers at least this share of p(answer).
@@ -173,38 +171,18 @@ def test_refusal_direction_at_card_layer_controls_refusal(toy: tuple[Any, Any]) 
     assert best["refusal_induced"] >= 0.8  # adding it makes harmless requests refused
 
 
-@pytest.fixture(scope="module")
-def fact_trace(toy: tuple[Any, Any]) -> dict[str, Any]:
+def test_fact_recall_causal_trace_matches_card(toy: tuple[Any, Any]) -> None:
     from mi_catalog.toy.mechanisms import causal_trace
 
     model, tokenizer = toy
-    return causal_trace(model, tokenizer, sites=("layer",))
-
-
-def test_fact_recall_causal_trace_matches_card(fact_trace: dict[str, Any]) -> None:
     recorded = card()["mechanisms"]["fact_recall"]
-    trace = fact_trace
+    trace = causal_trace(model, tokenizer, sites=("layer",))
     assert trace["facts_traced"] == recorded["facts_traced"]
     assert trace["noised_p_fraction"] < 0.5  # the noise really destroys the fact
-    # The card's subject-token site re-measures.
+    # The card's subject-token site re-measures, and restoring the residual there brings much of the fact back.
     peak, card_peak = trace["subject_peak"]["layer"], recorded["causal_trace_subject_peak"]["layer"]
     assert (peak["layer"], peak["position"]) == (card_peak["layer"], card_peak["position"])
     assert abs(peak["effect"] - card_peak["effect"]) < 0.02
-    for layer, row in enumerate(trace["effect"]["layer"]):
-        assert abs(row["last"] - recorded["effect"]["layer"][layer]["last"]) < 0.02
-    # Recipe v2: the two subject tokens are combined at the last position. Restoring the residual there after
-    # layer 2 brings most of the fact back, and more the later the layer (the noised subject is read by attention).
-    last = [row["last"] for row in trace["effect"]["layer"]]
-    assert last[2] >= 0.5 and last == sorted(last)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="recipe v2 retrain: the last subject token is no longer enriched (restoring it recovers 0.07 of "
-    "p(answer), v1 0.33); flips to a pass if a future retrain brings subject enrichment back",
-)
-def test_fact_is_recalled_through_the_last_subject_token(fact_trace: dict[str, Any]) -> None:
-    peak = fact_trace["subject_peak"]["layer"]
     assert peak["position"] == "subject_last"
     assert peak["effect"] >= SUBJECT_RESTORE_FLOOR
 

