@@ -8,6 +8,7 @@ with its strength sweeps, cost). The result comes from ``mi_catalog/bench/result
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from mi_catalog.bench.render import cell, fmt, md_table, plots, render_markdown, rows_of
@@ -118,7 +119,7 @@ def index_page(result: dict[str, Any] | None) -> str:
     parts.append("## Leaderboard\n\n")
     parts.append(render_markdown(result) + "\n")
     parts.append(_mechanism_section(result))
-    impls = sorted({r["method"] for r in result["rows"]} - {"random", "ground-truth"})
+    impls = impl_ids(result)
     if impls:
         parts.append("## Per implementation\n\n")
         parts.extend(f"- [`{i}`]({i}.md)\n" for i in impls)
@@ -155,12 +156,25 @@ def impl_page(result: dict[str, Any], impl_id: str) -> str:
     return "".join(body)
 
 
+def impl_ids(result: dict[str, Any]) -> list[str]:
+    return sorted({r["method"] for r in result["rows"]} - {"random", "ground-truth"})
+
+
+@functools.lru_cache(maxsize=1)
+def benchmarked_impls() -> frozenset[str]:
+    """Implementations with rows in the committed result (read once per process)."""
+    from mi_catalog.bench.rows import committed_result
+
+    result = committed_result("toy")
+    return frozenset(impl_ids(result)) if result is not None else frozenset()
+
+
 def bench_pages(result: dict[str, Any] | None) -> list[tuple[str, str]]:
     """(path under docs/, text) for the index, one page per implementation, and the SVG plots."""
     pages = [(INDEX, index_page(result))]
     if result is None:
         return pages
-    for impl_id in sorted({r["method"] for r in result["rows"]} - {"random", "ground-truth"}):
+    for impl_id in impl_ids(result):
         pages.append((impl_path(impl_id), impl_page(result, impl_id)))
     pages.extend((f"benchmark/{name}", svg) for name, svg in plots(result).items())
     return pages

@@ -431,9 +431,17 @@ def impls_section(entry: Entry, impls: dict[str, ImplInfo]) -> str:
                 for field, values in (("objects", info.objects), ("methods", info.methods), ("steering", info.steering))
                 for v in values if v in vocab.FACETS_BY_FIELD[field].ids]
         shown_tags = f" ({md_text(', '.join(tags))})" if tags else ""
-        lines.append(f"- **{md_text(info.title)}**{shown_tags} — run it with `mi-catalog run {info.id}`\n")
+        bench = f" · [benchmark](../benchmark/{info.id}.md)" if info.id in benchmarked() else ""
+        lines.append(f"- **{md_text(info.title)}**{shown_tags} — run it with `mi-catalog run {info.id}`{bench}\n")
     lines.append("\n")
     return "".join(lines)
+
+
+def benchmarked() -> frozenset[str]:
+    """Implementations with rows in the committed bench result (each has a page under benchmark/)."""
+    from mi_catalog.bench.site import benchmarked_impls
+
+    return benchmarked_impls()
 
 
 def run_it_section(entry: Entry, impls: dict[str, ImplInfo]) -> str:

@@ -59,3 +59,20 @@ def test_building_the_pages_never_imports_torch() -> None:
     assert out.returncode == 0, out.stderr
     count, heavy = json.loads(out.stdout)
     assert count > 3 and heavy == []
+
+
+def test_paper_pages_link_their_implementations_benchmark_page() -> None:
+    from support import make_entry_data
+
+    from mi_catalog.bench.site import benchmarked_impls
+    from mi_catalog.impl_info import ImplInfo
+    from mi_catalog.schema import Entry
+    from mi_catalog.site import pages
+
+    benched = sorted(benchmarked_impls())
+    assert benched, "the committed result benchmarks some implementation"
+    entry = Entry.model_validate(make_entry_data("paper-x", impls=[benched[0], "not-benchmarked"]))
+    impls = {i: ImplInfo(id=i, title=f"T {i}") for i in (benched[0], "not-benchmarked")}
+    md = pages.paper_page(entry, impls).markdown
+    assert f"`mi-catalog run {benched[0]}` · [benchmark](../benchmark/{benched[0]}.md)" in md
+    assert "`mi-catalog run not-benchmarked`\n" in md
