@@ -138,14 +138,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def write_result(result: dict[str, Any], out_dir: Path) -> list[Path]:
     """``bench.json`` (the whole result), ``bench.md`` and the SVG plots, each written atomically."""
-    import json
-
     from mi_catalog.bench.render import plots, render_markdown, summary_line
+    from mi_catalog.bench.rows import dump_result
     from mi_catalog.fsutil import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "bench.json", out_dir / "bench.md"]
-    atomic_write_text(written[0], json.dumps(result, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(written[0], dump_result(result))
     atomic_write_text(written[1], f"{summary_line(result)}\n\n{render_markdown(result)}")
     for name, svg in plots(result).items():
         atomic_write_text(out_dir / name, svg)

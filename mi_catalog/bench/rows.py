@@ -95,6 +95,14 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def dump_result(result: dict[str, Any]) -> str:
+    """A result file's text: readable, one row per line (diffs of a re-measured result stay small)."""
+    head = {k: result[k] for k in ("meta", "mechanisms", "skipped") if k in result}
+    body = json.dumps(head, indent=1, allow_nan=False, ensure_ascii=False)[:-2]  # drop the closing "\n}"
+    rows = ",\n".join("  " + json.dumps(r, allow_nan=False, ensure_ascii=False) for r in result["rows"])
+    return f'{body},\n "rows": [\n{rows}\n ]\n}}\n'
+
+
 def committed_result(model: str = "toy") -> dict[str, Any] | None:
     """The bench result shipped with the package for ``model`` (the site's Benchmark page), or None."""
     path = RESULTS_DIR / f"{model}.json"
