@@ -40,10 +40,13 @@ mechanisms, and `head-ablation-safety` (KL after ablating a head's attention) is
 mechanisms (induction and previous-token heads) and the refusal-direction layers are independent of every method.
 
 **Steer.** Each steerer reports its intended change (*before → after*) and its side effects. **success** is the
-share of the possible change achieved (|after − before| / headroom, headroom = before when the metric fell, 1 −
-before when it rose); **acc. loss** the mean relative accuracy loss over the other tasks the model can do; **KL**
-the KL divergence of next-token distributions on neutral prompts; **combined** = success × (1 − acc. loss) ×
-exp(−KL), in the spirit of AxBench's harmonic trade-off between concept, instruction and fluency scores.
+share of the possible change achieved for a rate (|after − before| / headroom, headroom = before when the metric
+fell, 1 − before when it rose; for another metric, such as a speed-up, min(1, |after − before| / max(|before|, 1)));
+the direction is the one the steerer reports as its intended change. **acc. loss** is the mean relative accuracy
+loss over the other tasks the model can do; **KL** the KL divergence of next-token distributions on neutral prompts;
+**combined** = success × (1 − acc. loss) × exp(−KL) — in the spirit of AxBench, which scores a steered model on the
+concept, the instruction and fluency together: a change that breaks other tasks or shifts the distribution scores
+less. The strength sweep behind each steerer is on its own page.
 
 **Cost.** Wall time and CPU time per run, and forward/backward passes counted on the model (a forward = one call of
 the first decoder block, whatever the batch; a backward = one backward pass reaching the logits).

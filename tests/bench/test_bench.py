@@ -49,7 +49,8 @@ def test_quick_bench_through_the_entry_point_follows_the_contract(quick: Any) ->
     assert rows and all(tuple(r) == ROW_KEYS and not row_problems(r) for r in rows)
     tracks = {r["track"] for r in rows}
     assert {"truth", "locate", "cost"} <= tracks
-    if any(i.steering for i in discover_impls().values() if i.id in ("refusal-direction", "caa")):
+    impls = discover_impls()
+    if any(i.steering for i in impls.values() if i.id in ("refusal-direction", "caa")):
         assert "steer" in tracks
     locate = [r for r in rows if r["track"] == "locate"]
     assert {r["metric"] for r in locate} == {"precision_at_k", "true_rank", "auroc", "faithfulness"}
@@ -61,9 +62,7 @@ def test_quick_bench_through_the_entry_point_follows_the_contract(quick: Any) ->
         if r["metric"] in ("precision_at_k", "auroc"):
             assert 0.0 <= r["value"] <= 1.0
     methods = {r["method"] for r in locate} - {"random"}
-    assert methods and all(
-        r["family"] == discover_impls()[r["method"]].methods[0] for r in locate if r["method"] in methods
-    )
+    assert methods and all(r["family"] == impls[r["method"]].methods[0] for r in locate if r["method"] in methods)
     forward = [r for r in rows if r["track"] == "cost" and r["metric"] == "forward_passes"]
     assert forward and all(r["value"] >= 1 for r in forward)
     # --out holds the whole result and the plots; the rows are the same
