@@ -132,16 +132,21 @@ def index_page(result: dict[str, Any] | None) -> str:
 
 
 def _sweeps(result: dict[str, Any], impl_id: str) -> str:
+    """One table per (task, curve): strengths down, the curve's series across."""
     rows = [r for r in rows_of(result, "steer", impl_id) if r["metric"].startswith("sweep:")]
     if not rows:
         return ""
-    series = sorted({(r["task"], r["metric"]) for r in rows})
     out = ["### Strength sweeps\n\n"]
-    for task, metric in series:
-        points = sorted((r for r in rows if (r["task"], r["metric"]) == (task, metric)), key=lambda r: r["x"])
-        _kind, curve, name = metric.split(":", 2)
-        header = ["strength", f"{name} ({curve}, {task})"]
-        out.append(md_table(header, [[fmt(r["x"]), cell(r)] for r in points]) + "\n")
+    for task, curve in sorted({(r["task"], r["metric"].split(":", 2)[1]) for r in rows}):
+        mine = [r for r in rows if r["task"] == task and r["metric"].split(":", 2)[1] == curve]
+        series = sorted({r["metric"].split(":", 2)[2] for r in mine})
+        by = {(r["metric"].split(":", 2)[2], r["x"]): r for r in mine}
+        xs = sorted({r["x"] for r in mine})
+        out.append(f"`{curve}` on {task}:\n\n")
+        out.append(
+            md_table(["strength", *series], [[fmt(x), *(cell(by.get((name, x))) for name in series)] for x in xs])
+        )
+        out.append("\n")
     return "".join(out)
 
 
