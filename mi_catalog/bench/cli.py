@@ -36,6 +36,8 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--methods", action="append", metavar="ID[,ID]", help="implementations to run (default: all)")
     bench.add_argument("--tasks", action="append", metavar="TASK[,TASK]", help="tasks to run on (default: all)")
     bench.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default 10; --quick: 2)")
+    bench.add_argument("--n", type=int, default=None, metavar="N",
+                       help="prompts per run for every method (default: the bench's settings; use a small N on a real model)")  # fmt: skip
     bench.add_argument("--quick", action="store_true", help="a small subset (methods, tasks, 2 seeds): under a minute")
     bench.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                        help="json: the list of rows (the documented contract)")  # fmt: skip
@@ -81,6 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError("--threads must be at least 1", 2)
     if args.jobs is not None and args.jobs < 1:
         raise CliError("--jobs must be at least 1", 2)
+    if args.n is not None and args.n < 2:
+        raise CliError("--n must be at least 2", 2)
     try:
         out_dir = check_out_dir(args.out)  # a bad --out fails before any model runs
     except RunError as err:
@@ -118,7 +122,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
     jobs = args.jobs or (1 if args.quick else min(2, os.cpu_count() or 1))
-    plan = BenchPlan(model=args.model, methods=methods, tasks=tasks, seeds=args.seeds, quick=args.quick, jobs=jobs)
+    plan = BenchPlan(model=args.model, methods=methods, tasks=tasks, seeds=args.seeds, quick=args.quick, jobs=jobs,
+                     n=args.n)  # fmt: skip
     result = run_bench(plan, lm=lm, progress=progress).to_dict()
     if out_dir is not None:
         write_result(result, out_dir)

@@ -95,6 +95,7 @@ class BenchPlan:
     quick: bool = False
     truth_prompts: int = 48  # prompts behind each ground truth (neurons: half)
     jobs: int = 1  # worker processes (each runs whole (method, task) jobs; same numbers as one process)
+    n: int | None = None  # prompts per run for every method (None: the bench settings, else each method's default)
 
     @property
     def n_seeds(self) -> int:
@@ -167,7 +168,10 @@ def plan_jobs(
                 continue
             n_seeds = plan.n_seeds if plan.quick or plan.seeds is not None else min(
                 plan.n_seeds, FULL_MAX_SEEDS.get(impl_id, FULL_STEER_SEEDS if info.steering else plan.n_seeds))  # fmt: skip
-            jobs.append(Job(info, task, list(range(n_seeds)), mechs, steer, dict(settings.get(impl_id, {}))))
+            overrides = dict(settings.get(impl_id, {}))
+            if plan.n is not None:
+                overrides["n"] = plan.n
+            jobs.append(Job(info, task, list(range(n_seeds)), mechs, steer, overrides))
     return jobs
 
 
@@ -397,6 +401,8 @@ def command_line(plan: BenchPlan) -> str:
         parts.append("--tasks " + ",".join(plan.tasks))
     if plan.seeds is not None:
         parts.append(f"--seeds {plan.seeds}")
+    if plan.n is not None:
+        parts.append(f"--n {plan.n}")
     return " ".join(parts)
 
 

@@ -213,3 +213,18 @@ def test_progress_bar() -> None:
     silent = io.StringIO()
     ProgressBar(enabled=False, stream=silent)("x", 1, 2)
     assert silent.getvalue() == ""
+
+
+def test_plan_seeds_settings_and_n() -> None:
+    from mi_catalog.bench.expectations import Expectations
+    from mi_catalog.bench.run import FULL_STEER_SEEDS, plan_jobs
+
+    lm = load_model("toy")
+    impls = {i: discover_impls()[i] for i in ("logit-lens", "refusal-direction")}
+    tasks = list(lm.tasks.tasks())
+    jobs = {(j.impl.id, j.task): j for j in plan_jobs(BenchPlan(tasks=("refusal",)), impls, Expectations(lm), tasks)}
+    assert len(jobs[("logit-lens", "refusal")].seeds) == 10  # a cheap locator: every seed
+    assert len(jobs[("refusal-direction", "refusal")].seeds) == FULL_STEER_SEEDS  # a steerer: fewer
+    assert jobs[("logit-lens", "refusal")].mechanisms and jobs[("refusal-direction", "refusal")].steer
+    small = plan_jobs(BenchPlan(tasks=("refusal",), n=12, seeds=3), impls, Expectations(lm), tasks)
+    assert all(j.overrides["n"] == 12 and len(j.seeds) == 3 for j in small)
