@@ -160,11 +160,13 @@ def plan_jobs(
         steer_tasks = [t for t in info.tasks if t in tasks] if info.steering else []
         if plan.quick:
             steer_tasks = steer_tasks[:1]
-        for task in [t for t in info.tasks if t in tasks]:
+        runnable = [t for t in info.tasks if t in tasks]
+        # Without planted truth a locator asked for by name still runs once per seed on its first task: cost only.
+        cost_only = runnable[:1] if plan.methods is not None and not has_planted_truth(expect.lm) else []
+        for task in runnable:
             mechs = [m for m in mechanisms if m.task == task and m.kind in kinds and m.scores(impl_id)]
             steer = task in steer_tasks
-            explicit = plan.methods is not None and not has_planted_truth(expect.lm)  # cost-only runs, when asked
-            if not (mechs or steer or (explicit and task == info.tasks[0])):
+            if not (mechs or steer or task in cost_only):
                 continue
             n_seeds = plan.n_seeds if plan.quick or plan.seeds is not None else min(
                 plan.n_seeds, FULL_MAX_SEEDS.get(impl_id, FULL_STEER_SEEDS if info.steering else plan.n_seeds))  # fmt: skip

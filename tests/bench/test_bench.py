@@ -228,3 +228,12 @@ def test_plan_seeds_settings_and_n() -> None:
     assert jobs[("logit-lens", "refusal")].mechanisms and jobs[("refusal-direction", "refusal")].steer
     small = plan_jobs(BenchPlan(tasks=("refusal",), n=12, seeds=3), impls, Expectations(lm), tasks)
     assert all(j.overrides["n"] == 12 and len(j.seeds) == 3 for j in small)
+
+
+def test_without_planted_truth_a_named_locator_runs_for_its_cost() -> None:
+    from mi_catalog.models.tiny import tiny_model
+
+    lm = tiny_model("llama", seed=1)
+    result = run_bench(BenchPlan(model="tiny", methods=("logit-lens",), tasks=("induction",), seeds=2), lm=lm)
+    assert {r["track"] for r in result.rows} == {"cost"} and {r["task"] for r in result.rows} == {"induction"}
+    assert _row(result.rows, "cost", "forward_passes")["value"] >= 1
