@@ -7,7 +7,8 @@ are picked up without touching this file):
   its declared objects (:mod:`.expectations`); its ranked findings are scored per seed (:mod:`.scoring`), next to a
   ``random`` baseline (a random ranking of the same units, seeded like the run) and the ``ground-truth`` reference;
 * **steer** — every implementation with a non-empty ``IMPL.steering`` runs on each of its tasks the model has; its
-  ``Output.improve`` / ``side_effects`` give success, accuracy loss, KL and the combined score, its strength-sweep
+  ``Output.improve`` / ``side_effects`` give success (in the intended direction,
+  :func:`mi_catalog.bench.scoring.intended_direction`), accuracy loss, KL and the combined score, its strength-sweep
   curves (figures named ``*sweep*`` or ``*strength*``) the sweep rows;
 * **cost** — wall time and forward/backward passes of every run, counted on the model (:mod:`.cost`).
 
@@ -463,7 +464,8 @@ def _references(samples: _Samples, expect: Expectations, jobs: list[Job], truths
 def _steer(samples: _Samples, job: Job, output: Output) -> None:
     assert output.improve is not None
     fam, method, task = steer_family(job.impl), job.impl.id, job.task
-    scores = scoring.steer_scores(output.improve, output.side_effects)
+    direction = scoring.intended_direction(method, output.improve)
+    scores = scoring.steer_scores(output.improve, output.side_effects, direction)
     for metric, value in (("success", scores.success), ("accuracy_loss", scores.accuracy_loss),
                           ("kl_neutral", scores.kl_neutral), ("combined", scores.combined),
                           ("improve_before", output.improve.before), ("improve_after", output.improve.after)):  # fmt: skip

@@ -137,22 +137,42 @@ class SteerScores:
     combined: float  # success × (1 − accuracy_loss) × exp(−kl_neutral)
 
 
-def success(improve: Improve) -> float:
-    """The share of the possible change achieved, in the direction the steerer moved its metric.
+# Steerers whose intended change lowers a metric whose name does not say so (refusal-direction bypasses refusal).
+INTENDED_DECREASE = frozenset({"refusal-direction"})
+_LOWER_WORDS = ("lower", "clamped to 0", "suppress", "reduce", "decrease")
+_HIGHER_WORDS = ("higher", "increase")
 
-    For a rate in [0, 1]: ``|after − before| / headroom`` with headroom = ``before`` when it fell and
-    ``1 − before`` when it rose (refusal 1.0 → 0.1 is 0.9; a behaviour rate 0 → 0.36 is 0.36). For other
-    metrics: ``min(1, |after − before| / max(|before|, 1))``. The steerer's Improve records the change it
-    intends, so the direction is taken from it.
+
+def intended_direction(impl_id: str, improve: Improve) -> int:
+    """+1 when the steerer means to raise its Improve metric, −1 to lower it.
+
+    ``Improve`` carries no direction, so: −1 for the steerers listed in :data:`INTENDED_DECREASE` and for
+    metrics whose name says so ("… lower is better", "(suppression: lower)", "clamped to 0"); +1 when the name
+    says "higher"; otherwise +1 (accuracy, efficacy, behaviour rate, speed-up: more is the intended change).
+    """
+    text = improve.metric.lower()
+    if any(w in text for w in _HIGHER_WORDS):
+        return 1
+    if impl_id in INTENDED_DECREASE or any(w in text for w in _LOWER_WORDS):
+        return -1
+    return 1
+
+
+def success(improve: Improve, direction: int = 1) -> float:
+    """The share of the possible change achieved in the intended ``direction`` (+1 raise, −1 lower), in [0, 1].
+
+    For a rate in [0, 1]: the gain over the headroom — ``(after − before) / (1 − before)`` when raising,
+    ``(before − after) / before`` when lowering (refusal 1.0 → 0.1 is 0.9; a behaviour rate 0 → 0.36 is 0.36).
+    For other metrics (a speed-up): ``gain / max(|before|, 1)``. A change the wrong way counts 0.
     """
     before, after = float(improve.before), float(improve.after)
     if not (math.isfinite(before) and math.isfinite(after)):
         return 0.0
-    delta = after - before
+    gain = (after - before) * (1 if direction >= 0 else -1)
     if 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0:
-        headroom = before if delta < 0 else 1.0 - before
-        return min(1.0, abs(delta) / headroom) if headroom > 1e-9 else 0.0
-    return min(1.0, abs(delta) / max(abs(before), 1.0))
+        headroom = (1.0 - before) if direction >= 0 else before
+        return max(0.0, min(1.0, gain / headroom)) if headroom > 1e-9 else 0.0
+    return max(0.0, min(1.0, gain / max(abs(before), 1.0)))
 
 
 def accuracy_loss(effects: Sequence[SideEffect]) -> float:
@@ -168,7 +188,7 @@ def kl_neutral(effects: Sequence[SideEffect]) -> float:
     return 0.0
 
 
-def steer_scores(improve: Improve, effects: Sequence[SideEffect]) -> SteerScores:
+def steer_scores(improve: Improve, effects: Sequence[SideEffect], direction: int = 1) -> SteerScores:
     """The AxBench-style combined score: the change achieved, discounted by what it broke elsewhere."""
-    s, loss, kl = success(improve), accuracy_loss(effects), kl_neutral(effects)
+    s, loss, kl = success(improve, direction), accuracy_loss(effects), kl_neutral(effects)
     return SteerScores(success=s, accuracy_loss=loss, kl_neutral=kl, combined=s * (1.0 - loss) * math.exp(-kl))

@@ -40,9 +40,10 @@ mechanisms, and `head-ablation-safety` (KL after ablating a head's attention) is
 mechanisms (induction and previous-token heads) and the refusal-direction layers are independent of every method.
 
 **Steer.** Each steerer reports its intended change (*before → after*) and its side effects. **success** is the
-share of the possible change achieved for a rate (|after − before| / headroom, headroom = before when the metric
-fell, 1 − before when it rose; for another metric, such as a speed-up, min(1, |after − before| / max(|before|, 1)));
-the direction is the one the steerer reports as its intended change. **acc. loss** is the mean relative accuracy
+share of the possible change achieved in the intended direction: for a rate, the gain over the headroom (1 − before
+when raising, before when lowering); for another metric, such as a speed-up, min(1, gain / max(|before|, 1)); a
+change the wrong way counts 0. The intended direction is "lower" when the metric's name says so ("lower is better",
+"suppression: lower", "clamped to 0") or for `refusal-direction` (it bypasses refusal), else "higher". **acc. loss** is the mean relative accuracy
 loss over the other tasks the model can do; **KL** the KL divergence of next-token distributions on neutral prompts;
 **combined** = success × (1 − acc. loss) × exp(−KL) — in the spirit of AxBench, which scores a steered model on the
 concept, the instruction and fluency together: a change that breaks other tasks or shifts the distribution scores

@@ -111,7 +111,7 @@ def fake_runner(impl: str, model: Any, task: str, seed: int, **_kw: Any) -> Any:
     after = 0.2 + 0.1 * seed
     output = Output(
         findings=[Finding("residual-stream", 1, None, 2.0), Finding("residual-stream", 0, None, 1.0)],
-        improve=Improve(task, "rate", 1.0, after, (after - 0.1, after + 0.1)),
+        improve=Improve(task, "rate (lower is better)", 1.0, after, (after - 0.1, after + 0.1)),
         side_effects=[SideEffect("facts", 1.0, 0.5), SideEffect("kl_neutral", 0.0, 0.1, is_task=False)],
         figures=[Curve("strength_sweep", "s", [0.0, 1.0], {"rate": [1.0, after]}),
                  Curve("layers", "l", [0.0, 1.0], {"effect": [0.0, 1.0]})],  # not a sweep: no rows
