@@ -53,6 +53,8 @@ less. The strength sweep behind each steerer is on its own page.
 the first decoder block, whatever the batch; a backward = one backward pass reaching the logits).
 
 Every number is the mean over seeds with a 95 % bootstrap interval of that mean (each seed also draws other prompts).
+The same seeds give the same numbers, bit for bit, apart from times — and `shortgpt`'s steer rows, whose Improve
+metric is a measured speed-up.
 """
 
 CONTRACT = """\
