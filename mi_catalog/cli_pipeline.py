@@ -94,8 +94,9 @@ def run_plan(plan: Plan, args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         print_plan(plan, args.format, args.model)
         return 0
-    from mi_catalog.cli_run import StderrProgress, render_run
+    from mi_catalog.cli_run import render_run
     from mi_catalog.methods.runner import RunError, check_out_dir
+    from mi_catalog.progress import ProgressBar
 
     if getattr(args, "prompts", None) is not None and plan.kind == "pipeline":
         raise CliError(f"{plan.entry or 'a pipeline'} runs a pipeline on the model's own task data; --prompts works "
@@ -114,7 +115,7 @@ def run_plan(plan: Plan, args: argparse.Namespace) -> int:
         require_run_extra()
     except RunExtraMissing as err:
         raise CliError(str(err), 2) from None
-    progress = StderrProgress(enabled=not args.quiet and sys.stderr.isatty())
+    progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     if progress.enabled:
         sys.stderr.write(f"running {plan.run_id} on {args.model} …\n")
     result = _execute(plan, args, progress)

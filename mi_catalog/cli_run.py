@@ -10,11 +10,11 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any
 
 from mi_catalog.errors import CliError
 from mi_catalog.impl_info import ImplInfo, discover_impls
+from mi_catalog.progress import ProgressBar
 
 
 def register(subparsers: Any) -> None:
@@ -106,25 +106,6 @@ def cmd_impls(args: argparse.Namespace) -> int:
     return 0
 
 
-class StderrProgress:
-    """``what: done/total`` on one stderr line, at most every 0.5 s; silent when quiet or not a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.last = 0.0
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if done < total and now - self.last < 0.5:
-            return
-        self.last = now
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\r{what}: {done}/{total}" + end)
-        sys.stderr.flush()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mi_catalog.methods.runner import RunError, UnknownImplError, check_out_dir, resolve
 
@@ -167,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mi_catalog.models.sites import SiteError
     from mi_catalog.tasks import TaskDataError
 
-    progress = StderrProgress(enabled=not args.quiet and sys.stderr.isatty())
+    progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     if progress.enabled:  # loading a model and the first passes can take seconds: say what is happening
         sys.stderr.write(f"running {args.target} on {args.model}{f' (task {args.task})' if args.task else ''} …\n")
     try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from mi_catalog.errors import CliError
+from mi_catalog.progress import ProgressBar
 
 
 def register(subparsers: Any) -> None:
@@ -54,29 +54,6 @@ def register(subparsers: Any) -> None:
     listing = commands.add_parser("list", help="the SAEs in the cache: model, site, size, quality, path")
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.set_defaults(func=run_list)
-
-
-class ProgressBar:
-    """``what [#####.....] done/total`` on one stderr line, redrawn at most every 0.2 s; only on a terminal."""
-
-    def __init__(self, enabled: bool, width: int = 30) -> None:
-        self.enabled = enabled
-        self.width = width
-        self.last = 0.0
-        self.what = ""
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        finished = done >= total
-        if not finished and what == self.what and now - self.last < 0.2:
-            return
-        self.last, self.what = now, what
-        filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        sys.stderr.write(f"\r{what:<24} [{bar}] {done}/{total}" + ("\n" if finished else ""))
-        sys.stderr.flush()
 
 
 def _positive(name: str, value: int | None) -> None:

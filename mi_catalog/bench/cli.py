@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from mi_catalog.errors import CliError
+from mi_catalog.progress import ProgressBar
 
 
 def _words(values: list[str] | None) -> tuple[str, ...] | None:
@@ -49,28 +49,6 @@ def register(subparsers: Any) -> None:
                        "process (default: 2 when there are 2 cores, 1 with --quick)")  # fmt: skip
     bench.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     bench.set_defaults(func=cmd_bench)
-
-
-class ProgressBar:
-    """``[#####.....] 12/40 what`` on one stderr line, at most every 0.2 s; silent when disabled."""
-
-    def __init__(self, enabled: bool, stream: Any = None, width: int = 24) -> None:
-        self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.last = 0.0
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if done < total and now - self.last < 0.2:
-            return
-        self.last = now
-        filled = int(self.width * done / total) if total else self.width
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}"
-        self.stream.write("\r" + line[:110].ljust(110) + ("\n" if done >= total else ""))
-        self.stream.flush()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

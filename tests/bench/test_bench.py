@@ -18,13 +18,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mi_catalog.bench.cli import ProgressBar  # noqa: E402
 from mi_catalog.bench.rows import ROW_KEYS, load_result, row_problems  # noqa: E402
 from mi_catalog.bench.run import BenchError, BenchPlan, run_bench  # noqa: E402
 from mi_catalog.impl_info import ImplInfo, discover_impls  # noqa: E402
 from mi_catalog.methods.contract import Curve, Finding, Improve, Output, SideEffect  # noqa: E402
 from mi_catalog.methods.runner import run_impl  # noqa: E402
 from mi_catalog.models import load_model  # noqa: E402
+from mi_catalog.progress import ProgressBar  # noqa: E402
 
 torch.set_num_threads(1)  # what the CLI does on the toy: tiny models run fastest on one thread
 
