@@ -67,12 +67,9 @@ def run_train(args: argparse.Namespace) -> int:
         _positive(name, value)
     if args.l1 is not None and not args.l1 >= 0:
         raise CliError(f"--l1 must be ≥ 0 (got {args.l1})", 2)
-    try:
-        from mi_catalog.models import RunExtraMissing, require_run_extra
+    from mi_catalog.models import require_run_extra
 
-        require_run_extra()
-    except RunExtraMissing as err:
-        raise CliError(str(err), 2) from None
+    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
     import torch
 
     from mi_catalog import sae as sae_lib

@@ -72,12 +72,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [m for m in methods or () if m not in known]
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}", 2)
-    try:
-        from mi_catalog.models import RunExtraMissing, require_run_extra
+    from mi_catalog.models import require_run_extra
 
-        require_run_extra()
-    except RunExtraMissing as err:
-        raise CliError(str(err), 2) from None
+    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
 
     import torch
 

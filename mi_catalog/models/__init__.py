@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mi_catalog.errors import UsageError
+
 _EXPORTS = {
     # loading
     "Batch": "loading",
@@ -71,8 +73,9 @@ __all__ = [*sorted(_EXPORTS), "RunExtraMissing", "require_run_extra"]
 RUN_EXTRA_HINT = "pip install 'mi-catalog[run]'"
 
 
-class RunExtraMissing(ImportError):
-    """torch/transformers are not installed (they are the optional ``run`` extra)."""
+class RunExtraMissing(UsageError, ImportError):
+    """torch/transformers are not installed (they are the optional ``run`` extra); the CLI prints it as one
+    line (exit 2) like any other usage error."""
 
 
 def require_run_extra() -> None:

@@ -224,3 +224,15 @@ def test_a_prompts_file_gives_the_same_examples_wherever_it_lives(tmp_path: Path
     first = file_source(tmp_path / "a" / "x.jsonl").examples("custom", 5, seed=3)
     second = file_source(tmp_path / "b" / "x.jsonl").examples("custom", 5, seed=3)
     assert [e.prompt for e in first] == [e.prompt for e in second]
+
+
+@pytest.mark.parametrize("argv", [["run", "logit-lens"], ["pipeline", "--object", "head", "--method", "probing"],
+                                  ["bench", "--quick"], ["sae", "train"]])  # fmt: skip
+def test_a_missing_run_extra_is_one_line_with_the_install_command(argv: list[str]) -> None:
+    """Every command that runs models says how to install torch/transformers, in one line (exit 2)."""
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+            "from mi_catalog.cli import main\n"
+            f"raise SystemExit(main({argv!r}))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "pip install 'mi-catalog[run]'" in out.stderr, out.stderr
