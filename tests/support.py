@@ -12,6 +12,28 @@ UPSTREAM = REPO / "tests" / "data" / "awesome-actionable-mi-survey" / "README.md
 # The installed console script, next to the interpreter running the tests.
 ENTRY_POINT = Path(sys.executable).parent / "mi-catalog"
 
+# The CLI's free-text query language, one case per construct: prefix, OR, fields, NOT, phrases, grouping,
+# wildcards, precedence, hyphenated words, stop words. The Whoosh/reference-matcher parity test and the
+# explore-page-vs-CLI browser test both run these (each adds a case of its own).
+QUERY_LANGUAGE_CASES = [
+    "refus*",
+    "refusal OR sycophancy",
+    "title:refusal",
+    "refusal NOT direction",
+    '"refusal direction"',
+    '"direction of refusal"',
+    "title:(refusal OR jailbreak) NOT summary:sparse",
+    "NOT refusal",
+    "steer* vector*",
+    "ref?sal",
+    "refusal OR sycophancy persona",
+    "refusal AND direction OR sycophancy",
+    "language-specific",
+    'authors:"neel nanda"',
+    "(knowledge OR factual) editing NOT title:survey",
+    "the of",
+]
+
 
 def make_entry_data(entry_id: str, **overrides: Any) -> dict[str, Any]:
     """A valid entry as plain data; override any top-level field."""

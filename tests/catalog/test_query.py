@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import QUERY_LANGUAGE_CASES
 
 from mi_catalog import Catalog
 from mi_catalog.errors import QueryError
@@ -220,25 +221,7 @@ def test_one_definition_of_the_query_parameters(cat: Catalog) -> None:
         cat.query(objects="head")
 
 
-PARITY_QUERIES = [
-    "refus*",
-    "refusal OR sycophancy",
-    "title:refusal",
-    "refusal NOT direction",
-    '"refusal direction"',
-    '"direction of refusal"',
-    "title:(refusal OR jailbreak) NOT summary:sparse",
-    "NOT refusal",
-    "steer* vector*",
-    "ref?sal",
-    "refusal OR sycophancy persona",
-    "refusal AND direction OR sycophancy",
-    "language-specific",
-    'authors:"neel nanda"',
-    "(knowledge OR factual) editing NOT title:survey",
-    "s*e",
-    "the of",
-]
+PARITY_QUERIES = [*QUERY_LANGUAGE_CASES, "s*e"]
 
 
 @pytest.mark.parametrize("text", PARITY_QUERIES)

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from conftest import BuiltSite
 from site_fixtures import HOSTILE_TITLE, cli_query_available, expected_total, facet_counts, reference_matches
+from support import QUERY_LANGUAGE_CASES
 
 pytestmark = pytest.mark.browser
 
@@ -255,25 +256,7 @@ def test_home_taxonomy_and_chart_pages_have_no_errors(page: Any, fixture_url: st
 
 # --- the CLI's query language on the page (issue 12, defect 7): same ids as `mi-catalog query` ---------
 
-LANGUAGE_QUERIES = [
-    "refus*",
-    "refusal OR sycophancy",
-    "title:refusal",
-    "refusal NOT direction",
-    '"refusal direction"',
-    '"direction of refusal"',
-    "title:(refusal OR jailbreak) NOT summary:sparse",
-    "NOT refusal",
-    "steer* vector*",
-    "ref?sal",
-    "refusal OR sycophancy persona",
-    "refusal AND direction OR sycophancy",
-    "language-specific",
-    'authors:"neel nanda"',
-    "sparse autoencoder*",
-    "(knowledge OR factual) editing NOT title:survey",
-    "the of",
-]
+LANGUAGE_QUERIES = [*QUERY_LANGUAGE_CASES, "sparse autoencoder*"]
 
 
 def cli_ids(catalog: Any, args: list[str]) -> list[str]:
