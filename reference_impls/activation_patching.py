@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -117,11 +116,19 @@ class Corruption:
             yield
 
 
+DEEP_LAYERS = 12  # beyond this depth the "auto" settings trade the full protocol for affordable cost
+
+
+def is_deep(lm: LoadedModel) -> bool:
+    """Whether the auto settings (prefix cache, key positions, 3 noise samples) apply to this model."""
+    return lm.n_layers > DEEP_LAYERS
+
+
 def noise_samples(lm: LoadedModel, spec: Spec) -> int:
     """ROME's 10 draws per prompt on small models; 3 on deep ones, where each draw costs a full restoration grid."""
     if spec.noise_samples is not None:
         return spec.noise_samples
-    return 10 if lm.n_layers <= 12 else 3
+    return 3 if is_deep(lm) else 10
 
 
 def subject_sigma(lm: LoadedModel, examples: list[TaskExample]) -> float:
@@ -178,6 +185,8 @@ def restore(lm: LoadedModel, corruption: Corruption, clean: Cache, restorations:
     """
     samples, n_pos = corruption.samples, corruption.batch.shape[1]
     restore_all = head_positions == "all"
+    if prefix_cache is None:  # auto: on deep models; on tiny ones the cache copies cost more than they save
+        prefix_cache = is_deep(lm)
     starts = [_first_position(r, n_pos, restore_all) if prefix_cache else 0 for r in restorations]
     probs = torch.zeros(len(restorations), samples)
     for start in sorted(set(starts)):
@@ -265,8 +274,6 @@ def token_groups(n_pos: int, corrupted: tuple[int, ...], subject: tuple[int, ...
 
 
 def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int) -> PromptTrace | None:
-    if spec.prefix_cache is None:
-        spec = dataclasses.replace(spec, prefix_cache=lm.n_layers > 12)
     clean_batch = lm.encode([ex.prompt])
     answer = lm.token_id(ex.answer)
     sites = [f"{SITE_OF_KIND[k]}.{layer}" for k in SITE_OF_KIND for layer in range(lm.n_layers)]
@@ -297,7 +304,7 @@ def trace(lm: LoadedModel, ex: TaskExample, spec: Spec, sigma: float, seed: int)
 
 def restored_positions(lm: LoadedModel, spec: Spec, groups: dict[str, tuple[int, ...]], n_pos: int) -> list[int]:
     """Every position, or only the key ones — the last subject (or changed) token and the last token."""
-    mode = spec.positions if spec.positions != "auto" else ("all" if lm.n_layers <= 12 else "key")
+    mode = spec.positions if spec.positions != "auto" else ("key" if is_deep(lm) else "all")
     if mode not in ("all", "key"):
         raise ValueError(f"positions={spec.positions!r}; use all, key or auto")
     if mode == "all":
@@ -313,8 +320,6 @@ def head_set(lm: LoadedModel, heads_mean: torch.Tensor, k: int) -> list[tuple[in
 
 def set_effect(lm: LoadedModel, pt: PromptTrace, heads: list[tuple[int, int]], spec: Spec) -> float:
     """Normalised effect of restoring ``heads`` together on one prompt (the same noise draws as its trace)."""
-    if spec.prefix_cache is None:
-        spec = dataclasses.replace(spec, prefix_cache=lm.n_layers > 12)
     by_layer: dict[int, list[int]] = {}
     for layer, h in heads:
         by_layer.setdefault(layer, []).append(h)
