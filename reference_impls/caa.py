@@ -226,7 +226,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 y_label="Δ p(behaviour)",
             ),
         ],
-        improve=st.improve(data.task, "behaviour_rate", other_before, steered.greedy, seed=s),
+        improve=st.improve(data.task, "behaviour_rate", other_before, steered.greedy, seed=s, goal="increase"),
         side_effects=st.side_effects(lm, data, steer, n=spec.n_side),
         notes=[
             f"Reproduces CAA's algorithm (mean activation difference over contrast pairs at a layer's output, added "

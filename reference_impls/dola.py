@@ -239,7 +239,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                  y_label="accuracy"),
             sweep,
         ],
-        improve=steering.improve(data.task, "accuracy", held.base_correct, held.dola_correct, seed=spec.seed),
+        improve=steering.improve(data.task, "accuracy", held.base_correct, held.dola_correct, seed=spec.seed,
+                                   goal="increase"),
         side_effects=side,
         notes=[f"Reproduces DoLa's decoding rule (dynamic premature layer by max JSD within the {name} bucket "
                f"{[exit_label[j] for j in bucket]}, chosen on the fit split; adaptive plausibility α = {spec.alpha}) "

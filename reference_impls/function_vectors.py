@@ -380,7 +380,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 y_label="zero-shot accuracy (fit)",
             ),
         ],
-        improve=st.improve(data.task, "zero_shot_accuracy", zero_before, fv_test[fv_layer], seed=s),
+        improve=st.improve(data.task, "zero_shot_accuracy", zero_before, fv_test[fv_layer], seed=s, goal="increase"),
         side_effects=st.side_effects(lm, data, fv_at(side_task, fv_layer), n=spec.n_side) if side_task else [],
         notes=[
             f"Reproduces Todd et al.'s function vectors (heads by mean indirect effect on shuffled-label prompts, "

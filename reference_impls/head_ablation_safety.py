@@ -273,6 +273,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             before,
             after,
             seed=seed,
+            goal="decrease",
         ),
         side_effects=costs,
         notes=notes,

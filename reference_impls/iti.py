@@ -244,7 +244,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 seed=s,
             ),
         ],
-        improve=st.improve(data.task, "behaviour_rate", before, after, seed=s),
+        improve=st.improve(data.task, "behaviour_rate", before, after, seed=s, goal="increase"),
         side_effects=st.side_effects(lm, data, shift.at(lm, alpha), n=spec.n_side),
         notes=[
             f"Applies ITI's algorithm (per-head probes on head_out at the last token, top-{k} heads by validation "

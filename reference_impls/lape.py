@@ -370,7 +370,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             ),
         ],
         improve=steering.improve(
-            data.task, f"accuracy on {target} prompts (suppression: lower)", own_before, own_after, seed=spec.seed
+            data.task, f"accuracy on {target} prompts (suppression: lower)", own_before, own_after, seed=spec.seed,
+            goal="decrease",
         ),
         side_effects=costs,
         notes=[

@@ -324,7 +324,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         tensors={"unit_scores": scores},
         figures=[bars, curve],
         improve=steering.improve(data.task, "efficacy", [s.efficacy for s in before],
-                                 [s.efficacy for s in arms["located"].scores], seed=spec.seed),
+                                 [s.efficacy for s in arms["located"].scores], seed=spec.seed,
+                                 goal="increase"),
         side_effects=arms["located"].side,
         notes=[f"Applies the localized fine-tuning family (pinpoint tuning, precise SFT, NeFT): the {len(located)} "
                f"{unit_word} with the largest attribution on the fit split are trained "

@@ -317,7 +317,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 seed=s,
             ),
         ],
-        improve=st.improve(data.task, "refusal_rate", before_b.refused, after_b.refused, seed=s),
+        improve=st.improve(data.task, "refusal_rate", before_b.refused, after_b.refused, seed=s, goal="decrease"),
         side_effects=st.side_effects(lm, data, abl, n=spec.n_side),
         notes=notes,
     )

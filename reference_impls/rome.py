@@ -572,7 +572,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             *([_strength_sweep(lm, cases, edits, references, layer, spec)] if spec.sweep_edits > 0 else []),
         ],
         improve=steering.improve(data.task, "efficacy", [s.efficacy for s in before], [s.efficacy for s in after],
-                                 seed=spec.seed),
+                                 seed=spec.seed, goal="increase"),
         side_effects=side,
         notes=[f"Reproduces ROME's algorithm (k* over prefixed contexts, v* by optimisation with the KL essence term, "
                f"rank-one update under C = E[kkᵀ]) at the FFN of layer {layer}, {token} token ({where}); scored like "

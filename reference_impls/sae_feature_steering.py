@@ -308,7 +308,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         },
         figures=figures,
         improve=steering.improve(
-            data.task, f"'{split.concept}' rate (greedy next token), clamped to 0", before, after, s
+            data.task, f"'{split.concept}' rate (greedy next token), clamped to 0", before, after, s, goal="decrease"
         ),
         side_effects=steering.side_effects(lm, data, suppress, n=spec.n_side),
         notes=notes,

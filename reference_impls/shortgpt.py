@@ -336,7 +336,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         findings=ranked(findings),
         tensors={"block_influence": bi, "removal_order": torch.tensor(order, dtype=torch.float32)},
         figures=figures,
-        improve=steering.improve(own, metric_name, torch.ones_like(speedups), speedups, seed=seed),
+        improve=steering.improve(own, metric_name, torch.ones_like(speedups), speedups, seed=seed, goal="increase"),
         side_effects=costs,
         notes=notes,
     )

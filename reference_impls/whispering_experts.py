@@ -312,6 +312,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             rate_before,
             rate_after,
             seed=seed,
+            goal="decrease",
         ),
         side_effects=costs,
         notes=notes,

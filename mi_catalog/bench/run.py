@@ -7,8 +7,8 @@ are picked up without touching this file):
   its declared objects (:mod:`.expectations`); its ranked findings are scored per seed (:mod:`.scoring`), next to a
   ``random`` baseline (a random ranking of the same units, seeded like the run) and the ``ground-truth`` reference;
 * **steer** — every implementation with a non-empty ``IMPL.steering`` runs on each of its tasks the model has; its
-  ``Output.improve`` / ``side_effects`` give success (in the intended direction,
-  :func:`mi_catalog.bench.scoring.intended_direction`), accuracy loss, KL and the combined score, its strength-sweep
+  ``Output.improve`` / ``side_effects`` give success (in the direction the run declares,
+  ``Improve.goal``), accuracy loss, KL and the combined score, its strength-sweep
   curves (figures named ``*sweep*`` or ``*strength*``) the sweep rows;
 * **cost** — wall time and forward/backward passes of every run, counted on the model (:mod:`.cost`).
 
@@ -58,6 +58,8 @@ FULL_MAX_SEEDS = {
 FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "tuned-lens": {"steps": 100},
     "activation-patching": {"noise_samples": 4},
+    # A wall-clock speed-up is not bit-reproducible; the compute-proportional one is (and times are in cost rows).
+    "shortgpt": {"timing": False},
 }
 QUICK_SETTINGS: dict[str, dict[str, Any]] = {
     "attribution-patching": {"n": 8},
@@ -464,8 +466,7 @@ def _references(samples: _Samples, expect: Expectations, jobs: list[Job], truths
 def _steer(samples: _Samples, job: Job, output: Output) -> None:
     assert output.improve is not None
     fam, method, task = steer_family(job.impl), job.impl.id, job.task
-    direction = scoring.intended_direction(method, output.improve)
-    scores = scoring.steer_scores(output.improve, output.side_effects, direction)
+    scores = scoring.steer_scores(output.improve, output.side_effects)
     for metric, value in (("success", scores.success), ("accuracy_loss", scores.accuracy_loss),
                           ("kl_neutral", scores.kl_neutral), ("combined", scores.combined),
                           ("improve_before", output.improve.before), ("improve_after", output.improve.after)):  # fmt: skip

@@ -137,29 +137,8 @@ class SteerScores:
     combined: float  # success × (1 − accuracy_loss) × exp(−kl_neutral)
 
 
-# Steerers whose intended change lowers a metric whose name does not say so (refusal-direction bypasses refusal).
-INTENDED_DECREASE = frozenset({"refusal-direction"})
-_LOWER_WORDS = ("lower", "clamped to 0", "suppress", "reduce", "decrease")
-_HIGHER_WORDS = ("higher", "increase")
-
-
-def intended_direction(impl_id: str, improve: Improve) -> int:
-    """+1 when the steerer means to raise its Improve metric, −1 to lower it.
-
-    ``Improve`` carries no direction, so: −1 for the steerers listed in :data:`INTENDED_DECREASE` and for
-    metrics whose name says so ("… lower is better", "(suppression: lower)", "clamped to 0"); +1 when the name
-    says "higher"; otherwise +1 (accuracy, efficacy, behaviour rate, speed-up: more is the intended change).
-    """
-    text = improve.metric.lower()
-    if any(w in text for w in _HIGHER_WORDS):
-        return 1
-    if impl_id in INTENDED_DECREASE or any(w in text for w in _LOWER_WORDS):
-        return -1
-    return 1
-
-
-def success(improve: Improve, direction: int = 1) -> float:
-    """The share of the possible change achieved in the intended ``direction`` (+1 raise, −1 lower), in [0, 1].
+def success(improve: Improve) -> float:
+    """The share of the possible change achieved in the run's declared direction (``improve.goal``), in [0, 1].
 
     For a rate in [0, 1]: the gain over the headroom — ``(after − before) / (1 − before)`` when raising,
     ``(before − after) / before`` when lowering (refusal 1.0 → 0.1 is 0.9; a behaviour rate 0 → 0.36 is 0.36).
@@ -168,7 +147,8 @@ def success(improve: Improve, direction: int = 1) -> float:
     before, after = float(improve.before), float(improve.after)
     if not (math.isfinite(before) and math.isfinite(after)):
         return 0.0
-    gain = (after - before) * (1 if direction >= 0 else -1)
+    direction = improve.direction
+    gain = (after - before) * direction
     if 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0:
         headroom = (1.0 - before) if direction >= 0 else before
         return max(0.0, min(1.0, gain / headroom)) if headroom > 1e-9 else 0.0
@@ -188,7 +168,7 @@ def kl_neutral(effects: Sequence[SideEffect]) -> float:
     return 0.0
 
 
-def steer_scores(improve: Improve, effects: Sequence[SideEffect], direction: int = 1) -> SteerScores:
+def steer_scores(improve: Improve, effects: Sequence[SideEffect]) -> SteerScores:
     """The AxBench-style combined score: the change achieved, discounted by what it broke elsewhere."""
-    s, loss, kl = success(improve, direction), accuracy_loss(effects), kl_neutral(effects)
+    s, loss, kl = success(improve), accuracy_loss(effects), kl_neutral(effects)
     return SteerScores(success=s, accuracy_loss=loss, kl_neutral=kl, combined=s * (1.0 - loss) * math.exp(-kl))

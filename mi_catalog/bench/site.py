@@ -42,8 +42,8 @@ mechanisms (induction and previous-token heads) and the refusal-direction layers
 **Steer.** Each steerer reports its intended change (*before → after*) and its side effects. **success** is the
 share of the possible change achieved in the intended direction: for a rate, the gain over the headroom (1 − before
 when raising, before when lowering); for another metric, such as a speed-up, min(1, gain / max(|before|, 1)); a
-change the wrong way counts 0. The intended direction is "lower" when the metric's name says so ("lower is better",
-"suppression: lower", "clamped to 0") or for `refusal-direction` (it bypasses refusal), else "higher". **acc. loss** is the mean relative accuracy
+change the wrong way counts 0. The intended direction is the one the run declares (`improve.goal`: "increase" or
+"decrease"; `refusal-direction` means to lower refusal, a suppression to lower its target). **acc. loss** is the mean relative accuracy
 loss over the other tasks the model can do; **KL** the KL divergence of next-token distributions on neutral prompts;
 **combined** = success × (1 − acc. loss) × exp(−KL) — in the spirit of AxBench, which scores a steered model on the
 concept, the instruction and fluency together: a change that breaks other tasks or shifts the distribution scores
@@ -53,8 +53,9 @@ less. The strength sweep behind each steerer is on its own page.
 the first decoder block, whatever the batch; a backward = one backward pass reaching the logits).
 
 Every number is the mean over seeds with a 95 % bootstrap interval of that mean (each seed also draws other prompts).
-The same seeds give the same numbers, bit for bit, apart from times — and `shortgpt`'s steer rows, whose Improve
-metric is a measured speed-up.
+The same seeds give the same numbers, bit for bit, apart from times. `shortgpt` runs here with its timing off, so
+its Improve metric is the compute-proportional speed-up (blocks before ÷ blocks kept), not a wall-clock one;
+`mi-catalog run shortgpt` measures tokens per second.
 """
 
 CONTRACT = """\

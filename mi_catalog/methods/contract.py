@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Number = int | float
+ImproveGoal = Literal["increase", "decrease"]
+IMPROVE_GOALS: tuple[ImproveGoal, ...] = ("increase", "decrease")
 
 
 def _finite(value: float) -> float | None:
@@ -103,17 +105,32 @@ Figure = Heatmap | Curve | Bars
 
 @dataclass(frozen=True)
 class Improve:
-    """The Improve stage: the intended change on the task, with its interval."""
+    """The Improve stage: the intended change on the task, with its interval.
+
+    ``goal`` says which way the intervention means to move ``metric`` ("increase": accuracy, efficacy, a
+    behaviour rate, a speed-up; "decrease": refusal bypassed, a language or concept suppressed), so a
+    benchmark scores success without guessing from the metric's name.
+    """
 
     task: str
     metric: str
     before: float
     after: float
     interval: tuple[float, float]
+    goal: ImproveGoal = "increase"
+
+    def __post_init__(self) -> None:
+        if self.goal not in IMPROVE_GOALS:
+            raise ValueError(f"Improve.goal must be one of {', '.join(IMPROVE_GOALS)}, not {self.goal!r}")
+
+    @property
+    def direction(self) -> int:
+        """+1 when the intended change raises ``metric``, −1 when it lowers it."""
+        return 1 if self.goal == "increase" else -1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "metric": self.metric, "before": self.before, "after": self.after,
-                "interval": [self.interval[0], self.interval[1]]}  # fmt: skip
+        return {"task": self.task, "metric": self.metric, "goal": self.goal, "before": self.before,
+                "after": self.after, "interval": [self.interval[0], self.interval[1]]}  # fmt: skip
 
 
 @dataclass(frozen=True)

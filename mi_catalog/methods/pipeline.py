@@ -33,7 +33,7 @@ import torch
 
 from mi_catalog.methods import plan as P
 from mi_catalog.methods import steering as S
-from mi_catalog.methods.contract import Finding, Output
+from mi_catalog.methods.contract import Finding, ImproveGoal, Output
 from mi_catalog.methods.data import Progress, RunData, no_progress
 from mi_catalog.methods.runner import (
     RunError,
@@ -245,6 +245,10 @@ class GoalData:
     vector_mode: str = "add"  # "add" the direction, or "remove" it (fairness)
     extras: Callable[[LoadedModel, S.Intervention | None], dict[str, float]] | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def improve_goal(self) -> ImproveGoal:
+        return P.improve_goal(self.better)
 
     def best(self, values: Sequence[float]) -> int:
         """Index of the best value (first on ties)."""
@@ -729,7 +733,7 @@ def _steer(lm: LoadedModel, plan: P.Plan, located: Located, task: str, n: int, s
     before = goal.measure(lm, goal.test, None)
     per_strength = [goal.measure(lm, goal.test, make(s)) for s in strengths]
     after = per_strength[best]
-    output.improve = S.improve(task, goal.metric, before, after, seed)
+    output.improve = S.improve(task, goal.metric, before, after, seed, goal=goal.improve_goal)
     data = RunData(task=task, examples=goal.test, source=lm.tasks, seed=seed)
     output.side_effects = S.side_effects(lm, data, chosen, n=SIDE_EFFECT_N,
                                          tasks=[t for t in usable_tasks(lm) if t != task])  # fmt: skip
@@ -843,7 +847,7 @@ def _prune(lm: LoadedModel, located: Located, task: str, n: int, seed: int, outp
     prompts = [ex.prompt for ex in test]
     before = _forward_seconds(lm, prompts, None)
     after = _forward_seconds(lm, prompts, pruning)
-    output.improve = S.improve(task, P.PRUNE_GOAL.metric, before, after, seed)
+    output.improve = S.improve(task, P.PRUNE_GOAL.metric, before, after, seed, goal=P.PRUNE_GOAL.improve_goal)
     output.side_effects = S.side_effects(lm, RunData(task=task, examples=test, source=lm.tasks, seed=seed), pruning,
                                          n=SIDE_EFFECT_N, tasks=[t for t in usable_tasks(lm) if t != task])  # fmt: skip
     per_unit, total = _params_of(lm, gran)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from mi_catalog import vocab
 from mi_catalog.impl_info import ImplInfo
+from mi_catalog.methods.contract import ImproveGoal
 
 PIPELINE_PREFIX = "pipeline:"
 KINDS = ("reproduction", "pipeline")
@@ -282,6 +283,15 @@ class Goal:
     metric: str
     better: str  # "higher" | "lower"
     text: str
+
+    @property
+    def improve_goal(self) -> ImproveGoal:
+        return improve_goal(self.better)
+
+
+def improve_goal(better: str) -> ImproveGoal:
+    """A goal's ``better`` ("higher" | "lower") as the run's ``Improve.goal`` ("increase" | "decrease")."""
+    return "increase" if better == "higher" else "decrease"
 
 
 GOALS: dict[str, Goal] = {

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import torch
 
-from mi_catalog.methods.contract import Curve, Improve, SideEffect
+from mi_catalog.methods.contract import Curve, Improve, ImproveGoal, SideEffect
 from mi_catalog.methods.data import RunData
 from mi_catalog.methods.metrics import mean_ci
 from mi_catalog.models.hooks import Components, Positions, add_vector, edit_weights, project_out, scale
@@ -215,11 +215,15 @@ def kl_per_prompt(lm: LoadedModel, prompts: Sequence[str], intervention: Interve
 
 
 def improve(task: str, metric: str, before: torch.Tensor | Sequence[float], after: torch.Tensor | Sequence[float],
-            seed: int = 0) -> Improve:  # fmt: skip
-    """Before/after means over prompts; ``interval`` = 95 % bootstrap interval of the after mean."""
+            seed: int = 0, *, goal: ImproveGoal) -> Improve:  # fmt: skip
+    """Before/after means over prompts; ``interval`` = 95 % bootstrap interval of the after mean.
+
+    ``goal`` ("increase" | "decrease") is required: every steerer states which way it means to move ``metric``.
+    """
     before_t = torch.as_tensor(before, dtype=torch.float32)
     after_mean, interval = mean_ci(torch.as_tensor(after, dtype=torch.float32), seed=seed)
-    return Improve(task=task, metric=metric, before=float(before_t.mean()), after=after_mean, interval=interval)
+    return Improve(task=task, metric=metric, before=float(before_t.mean()), after=after_mean, interval=interval,
+                   goal=goal)  # fmt: skip
 
 
 def neutral_prompts(data: RunData, n: int = 24) -> list[str]:

@@ -89,6 +89,17 @@ def test_same_seeds_give_the_same_rows() -> None:
     assert json.dumps(_comparable(first.rows)) == json.dumps(_comparable(second.rows))
 
 
+def test_shortgpts_steer_rows_are_bit_reproducible_in_a_full_bench() -> None:
+    # A wall-clock speed-up differs run to run; the full bench runs ShortGPT with its timing off.
+    lm = load_model("toy")
+    plan = BenchPlan(methods=("shortgpt",), tasks=("facts",), seeds=1, truth_prompts=16)
+    first, second = run_bench(plan, lm=lm), run_bench(plan, lm=lm)
+    steer = [r for r in _comparable(first.rows) if r["track"] == "steer"]
+    assert steer and steer == [r for r in _comparable(second.rows) if r["track"] == "steer"]
+    after = next(r["value"] for r in steer if r["metric"] == "improve_after")
+    assert after == pytest.approx(4 / 3)  # 1 of the toy's 4 blocks removed: 4 / (4 − 1)
+
+
 def test_two_worker_processes_give_the_same_rows() -> None:
     from dataclasses import replace
 
@@ -111,7 +122,7 @@ def fake_runner(impl: str, model: Any, task: str, seed: int, **_kw: Any) -> Any:
     after = 0.2 + 0.1 * seed
     output = Output(
         findings=[Finding("residual-stream", 1, None, 2.0), Finding("residual-stream", 0, None, 1.0)],
-        improve=Improve(task, "rate (lower is better)", 1.0, after, (after - 0.1, after + 0.1)),
+        improve=Improve(task, "rate", 1.0, after, (after - 0.1, after + 0.1), goal="decrease"),
         side_effects=[SideEffect("facts", 1.0, 0.5), SideEffect("kl_neutral", 0.0, 0.1, is_task=False)],
         figures=[Curve("strength_sweep", "s", [0.0, 1.0], {"rate": [1.0, after]}),
                  Curve("layers", "l", [0.0, 1.0], {"effect": [0.0, 1.0]})],  # not a sweep: no rows

@@ -12,7 +12,6 @@ from mi_catalog.bench.scoring import (
     auroc,
     faithfulness,
     finding_unit,
-    intended_direction,
     precision_at_k,
     ranking,
     steer_scores,
@@ -83,29 +82,28 @@ def test_faithfulness() -> None:
 
 
 def test_success_counts_the_share_of_the_possible_change_in_the_intended_direction() -> None:
-    assert success(Improve("refusal", "refusal_rate", 1.0, 0.1, (0.0, 0.2)), -1) == pytest.approx(0.9)
+    assert success(Improve("refusal", "refusal_rate", 1.0, 0.1, (0.0, 0.2), goal="decrease")) == pytest.approx(0.9)
     assert success(Improve("sentiment", "behaviour_rate", 0.0, 0.36, (0.2, 0.5))) == pytest.approx(0.36)
-    assert success(Improve("language", "accuracy", 1.0, 1.0, (1.0, 1.0)), -1) == 0.0
+    assert success(Improve("language", "accuracy", 1.0, 1.0, (1.0, 1.0), goal="decrease")) == 0.0
     assert success(Improve("x", "rate", 0.5, 0.75, (0.6, 0.9))) == pytest.approx(0.5)
     assert success(Improve("x", "speedup", 1.0, 1.3, (1.2, 1.4))) == pytest.approx(0.3)
-    assert success(Improve("x", "logit_diff", 2.0, -2.0, (-3.0, -1.0)), -1) == 1.0
-    assert success(Improve("x", "logit_diff", 4.0, 3.0, (2.0, 3.5)), -1) == pytest.approx(0.25)
+    assert success(Improve("x", "logit_diff", 2.0, -2.0, (-3.0, -1.0), goal="decrease")) == 1.0
+    assert success(Improve("x", "logit_diff", 4.0, 3.0, (2.0, 3.5), goal="decrease")) == pytest.approx(0.25)
     assert success(Improve("x", "rate", float("nan"), 0.5, (0.0, 1.0))) == 0.0
     # the wrong way counts nothing: DoLa meant to raise accuracy
-    assert success(Improve("facts", "accuracy", 1.0, 0.5, (0.3, 0.7)), 1) == 0.0
-    assert success(Improve("refusal", "refusal_rate", 0.2, 0.6, (0.4, 0.8)), -1) == 0.0
+    assert success(Improve("facts", "accuracy", 1.0, 0.5, (0.3, 0.7))) == 0.0
+    assert success(Improve("refusal", "refusal_rate", 0.2, 0.6, (0.4, 0.8), goal="decrease")) == 0.0
 
 
-def test_intended_direction() -> None:
-    def d(impl: str, metric: str) -> int:
-        return intended_direction(impl, Improve("t", metric, 0.5, 0.5, (0.5, 0.5)))
-
-    assert d("dola", "accuracy") == 1 and d("rome", "efficacy") == 1 and d("caa", "behaviour_rate") == 1
-    assert d("refusal-direction", "refusal_rate") == -1  # listed: bypassing refusal is the intent
-    assert d("x", "toxic rate (greedy next token is a toxic token; lower is better)") == -1
-    assert d("x", "accuracy on en prompts (suppression: lower)") == -1
-    assert d("x", "'zu' rate (greedy next token), clamped to 0") == -1
-    assert d("refusal-direction", "refusal rate (higher = safer)") == 1  # an explicit word wins
+def test_the_intended_direction_is_the_runs_declared_goal_not_its_metric_name() -> None:
+    # A metric name that says "lower" does not turn an increase goal around (the old name heuristic did).
+    raise_it = Improve("x", "rate (lower is better)", 0.2, 0.6, (0.5, 0.7))
+    assert raise_it.goal == "increase" and raise_it.direction == 1 and success(raise_it) == pytest.approx(0.5)
+    lower_it = Improve("x", "efficacy", 0.8, 0.2, (0.1, 0.3), goal="decrease")
+    assert lower_it.direction == -1 and success(lower_it) == pytest.approx(0.75)
+    assert lower_it.to_dict()["goal"] == "decrease"
+    with pytest.raises(ValueError, match="goal must be one of increase, decrease"):
+        Improve("x", "rate", 0.0, 1.0, (0.0, 1.0), goal="higher")  # type: ignore[arg-type]
 
 
 def test_steer_scores_discount_side_effects() -> None:
@@ -117,10 +115,10 @@ def test_steer_scores_discount_side_effects() -> None:
         SideEffect("kl_neutral", 0.0, 0.2, is_task=False),
     ]
     assert accuracy_loss(effects) == pytest.approx(0.5 / 3)
-    s = steer_scores(Improve("refusal", "refusal_rate", 1.0, 0.0, (0.0, 0.0)), effects, -1)
+    s = steer_scores(Improve("refusal", "refusal_rate", 1.0, 0.0, (0.0, 0.0), goal="decrease"), effects)
     assert s.success == 1.0 and s.kl_neutral == pytest.approx(0.2)
     assert s.combined == pytest.approx((1 - 0.5 / 3) * math.exp(-0.2))
-    clean = steer_scores(Improve("refusal", "refusal_rate", 1.0, 0.0, (0.0, 0.0)), [], -1)
+    clean = steer_scores(Improve("refusal", "refusal_rate", 1.0, 0.0, (0.0, 0.0), goal="decrease"), [])
     assert (clean.accuracy_loss, clean.kl_neutral, clean.combined) == (0.0, 0.0, 1.0)
 
 

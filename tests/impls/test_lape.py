@@ -49,7 +49,7 @@ def test_runs_on_every_tiny_family_and_leaves_the_model_alone(tiny) -> None:  # 
         assert torch.equal(v, before[k]), k
     assert out.metrics["lape_n_selected"] >= 1
     # Steer and Improve: the deactivation artifact gives the same numbers as the deactivation check.
-    assert out.improve is not None and out.side_effects
+    assert out.improve is not None and out.side_effects and out.improve.goal == "decrease"
     target = data.labels()[0]
     assert out.improve.after == pytest.approx(out.metrics["lape_suppress_own_accuracy"], abs=1e-6)
     g = data.labels().index(target)

@@ -38,7 +38,7 @@ def test_ablation_removes_refusal_and_addition_induces_it(toy, seed: int) -> Non
     assert m["direction_position"] in (-1, -2) and 0 <= m["direction_layer"] < toy.n_layers
     out = _run(toy, seed).output
     assert out.improve is not None and out.improve.before == m["refusal_rate_before"]
-    assert out.improve.after == m["refusal_rate_ablated"]
+    assert out.improve.after == m["refusal_rate_ablated"] and out.improve.goal == "decrease"  # bypassing refusal
     assert [s.name for s in out.side_effects][-1] == "kl_neutral"
 
 

@@ -86,3 +86,4 @@ def test_edits_work_and_stay_specific_on_the_toy(toy, seed: int) -> None:  # typ
     assert m["generalization"] >= 0.6  # the relation's other templates (never seen by the edit)
     assert m["relation_specificity"] >= 0.9  # the edited subject's other relations keep their answers
     assert result.output.improve is not None and result.output.improve.after == m["efficacy"]
+    assert result.output.improve.goal == "increase"

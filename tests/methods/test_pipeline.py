@@ -164,8 +164,10 @@ def test_toy_pipeline_runs_reports_improve_and_leaves_the_model(toy, impls, obj,
         assert "improve" not in payload and "only the locate stage ran" in payload["notes"][0]
         return
     improve = payload["improve"]
-    assert set(improve) == {"task", "metric", "before", "after", "interval"} and improve["task"] == task
-    assert improve["metric"] == P.goal_for(task, prune=steer == "pruning").metric
+    assert set(improve) == {"task", "metric", "goal", "before", "after", "interval"} and improve["task"] == task
+    goal = P.goal_for(task, prune=steer == "pruning")
+    assert improve["metric"] == goal.metric
+    assert improve["goal"] == ("increase" if goal.better == "higher" else "decrease")
     lo, hi = improve["interval"]
     assert lo <= improve["after"] + 1e-6 and improve["after"] <= hi + 1e-6
     names = [s.get("task") or s.get("measure") for s in payload["side_effects"]]

@@ -68,7 +68,7 @@ def test_sample_of_entries_runs_through_the_cli(capsys: pytest.CaptureFixture[st
         if plan.kind == "pipeline":
             assert payload["impl"] == plan.run_id
         if plan.kind == "pipeline" and plan.steer is not None:
-            assert set(payload["improve"]) == {"task", "metric", "before", "after", "interval"}, entry_id
+            assert set(payload["improve"]) == {"task", "metric", "goal", "before", "after", "interval"}, entry_id
             assert any(s.get("measure") == "kl_neutral" for s in payload["side_effects"])
         if not plan.composed:
             assert err.startswith(f"mi-catalog: note: {entry_id}: cannot compose a pipeline") and err.count("\n") == 1
