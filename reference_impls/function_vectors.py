@@ -356,13 +356,11 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 y_label="zero-shot accuracy",
                 seed=s,
             ),
-            Heatmap(
+            Heatmap.per_head(
                 "indirect_effect",
                 "mean indirect effect of each head's mean output on shuffled-label prompts (Δ p(answer))",
-                values=aie.tolist(),
-                row_labels=[f"L{layer}" for layer in range(n_layers)],
-                col_labels=[f"H{h}" for h in range(n_heads)],
-                cell_text=[[f"{v:.3f}" for v in row] for row in aie.tolist()],
+                aie.tolist(),
+                digits=3,
             ),
             Bars(
                 "per_task",

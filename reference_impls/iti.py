@@ -224,13 +224,10 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "sigma": shift.sigma,
         },
         figures=[
-            Heatmap(
+            Heatmap.per_head(
                 "head_probes",
                 f"ITI probes on {data.task} ({b_name} vs {o_name}): validation accuracy per head (head_out, last token)",
-                values=grid.tolist(),
-                row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-                col_labels=[f"H{h}" for h in range(lm.n_heads)],
-                cell_text=[[f"{v:.2f}" for v in row] for row in grid.tolist()],
+                grid.tolist(),
                 vmin=0.0,
                 vmax=1.0,
             ),
