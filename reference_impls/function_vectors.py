@@ -198,7 +198,7 @@ def answer_p(
     """p(answer) per example [n] for the ``form`` prompt."""
     if not items:
         return torch.zeros(0)
-    probs = st.last_logits(lm, [getattr(f, form) for f in items], intervention).softmax(-1).cpu()
+    probs = st.next_token_logits(lm, [getattr(f, form) for f in items], intervention).softmax(-1).cpu()
     ids = answer_ids(lm, [f.example for f in items]).cpu()
     return probs[torch.arange(len(items)), ids]
 

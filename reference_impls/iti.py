@@ -134,7 +134,7 @@ def behaviour_prob(lm: LoadedModel, prompts: list[str], b_tokens: list[int], o_t
     """p(behaviour) / (p(behaviour) + p(other)) of the next token → [n]."""
     if not prompts:
         return torch.zeros(0)
-    probs = st.last_logits(lm, prompts, intervention).softmax(-1).cpu()  # [n, d_vocab]
+    probs = st.next_token_logits(lm, prompts, intervention).softmax(-1).cpu()  # [n, d_vocab]
     pb = probs[:, torch.tensor(b_tokens)].sum(-1)
     po = probs[:, torch.tensor(o_tokens)].sum(-1) if o_tokens else torch.zeros_like(pb)
     return pb / (pb + po).clamp(min=1e-12)

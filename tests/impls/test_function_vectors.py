@@ -50,7 +50,7 @@ def _number_queries(mapping: dict[str, str]) -> list[tuple[str, str]]:
 
 def _rate(toy, queries: list[tuple[str, str]], intervention: st.Intervention | None) -> float:  # type: ignore[no-untyped-def]
     ids = torch.tensor([toy.token_id(a) for _, a in queries])
-    logits = st.last_logits(toy, [q for q, _ in queries], intervention)
+    logits = st.next_token_logits(toy, [q for q, _ in queries], intervention)
     return float((logits.argmax(-1).cpu() == ids).float().mean())
 
 
