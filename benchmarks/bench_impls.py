@@ -6,6 +6,11 @@ loaded once, and prints per implementation: status, wall and CPU seconds, metric
 finding. A failure is printed as one line and the loop goes on; the exit code is the number of failures.
 
     python benchmarks/bench_impls.py [--model smollm2-135m] [--n 8] [--only ID ...] [--json FILE]
+    python benchmarks/bench_impls.py --render FILE [FILE ...] [--json MERGED]   # README table from records
+
+``--render`` merges records of the same model (later files win per implementation; each row keeps its ``n``) and prints the
+Markdown table the README shows between its ``impls`` markers (a test keeps the two equal); the committed
+record is ``benchmarks/results/impls-smollm2-135m.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ LIGHT: dict[str, dict[str, Any]] = {
     # Every neuron of a 30-layer model ablated one at a time is ~46k ablations per prompt (> 20 min on 2 cores).
     "ablation-importance": {"units": "heads"},
     "knowledge-neurons": {"steps": 5},
+    # Ships for every one of 270 heads is one batched sweep; growing the greedy group to 3 heads and 5 random
+    # controls per size triples it (~10 min on 2 cores at n=6); a smoke run grows the group to 1.
+    "head-ablation-safety": {"sweep_heads": 1, "random_draws": 1},
 }
 
 
@@ -38,12 +46,61 @@ def run_one(lm: Any, impl_id: str, n: int) -> dict[str, Any]:
         result = run_impl(impl_id, model=lm, n=n, **LIGHT.get(impl_id, {}))
     except Exception as err:  # a benchmark reports every failure and goes on
         return {"impl": impl_id, "ok": False, "error": f"{type(err).__name__}: {err}".splitlines()[0][:160],
-                "seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
+                "seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(time.process_time() - cpu, 1), "n": n,
+                "settings": LIGHT.get(impl_id, {})}  # fmt: skip
     payload = result.to_dict()
     top = payload["findings"][0] if payload["findings"] else None
     return {"impl": impl_id, "ok": True, "task": payload["task"], "seconds": round(time.perf_counter() - wall, 1),
-            "cpu_seconds": round(time.process_time() - cpu, 1), "n_metrics": len(payload["metrics"]),
+            "cpu_seconds": round(time.process_time() - cpu, 1), "n_metrics": len(payload["metrics"]), "n": n,
+            "settings": LIGHT.get(impl_id, {}),
             "top_finding": top, "improve": payload.get("improve")}  # fmt: skip
+
+
+PIPE = "\\|"  # a literal pipe inside a Markdown table cell
+RECORD = Path(__file__).parent / "results" / "impls-smollm2-135m.json"
+
+
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from several runs on the same model (each row keeps its own ``n`` and settings); a later run's
+    row replaces an earlier one."""
+    if len({r["model"] for r in records}) != 1:
+        raise ValueError("records differ in model: " + ", ".join(sorted({r["model"] for r in records})))
+    rows = {
+        row["impl"]: {"n": record["n"], "settings": LIGHT.get(row["impl"], {}), **row}
+        for record in records
+        for row in record["rows"]
+    }
+    return {"model": records[0]["model"], "rows": [rows[k] for k in sorted(rows)]}
+
+
+def _finding(top: dict[str, Any] | None) -> str:
+    """The first finding as the implementation labels it (object: label), else its location and score."""
+    if not top:
+        return "–"
+    if top.get("label"):
+        return f"{top['object']}: {top['label']}".replace("|", PIPE)
+    where = top["object"] + (f" L{top['layer']}" if top["layer"] is not None else "")
+    return where + (f" #{top['index']}" if top["index"] is not None else "") + f" (score {top['score']:.3g})"
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The README table: one row per implementation (status, task, seconds, its top finding, its Improve)."""
+    lines = ["| implementation | task | n | ran | wall s | CPU s | top finding | improve: before → after | settings |",
+             "| --- | --- | ---: | --- | ---: | ---: | --- | --- | --- |"]  # fmt: skip
+    for row in record["rows"]:
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items()) or "defaults"
+        if not row["ok"]:
+            error = row["error"].replace("|", PIPE)
+            lines.append(
+                f"| `{row['impl']}` | – | {row['n']} | **failed**: {error} | {row['seconds']} | {row['cpu_seconds']} | – | – | {settings} |"
+            )
+            continue
+        imp = row.get("improve")
+        change = f"{imp['metric']}: {imp['before']:.3g} → {imp['after']:.3g}" if imp else "– (locates only)"
+        change = change.replace("|", PIPE)
+        lines.append(f"| `{row['impl']}` | {row['task']} | {row['n']} | yes | {row['seconds']} | {row['cpu_seconds']} | "
+                     f"{_finding(row['top_finding'])} | {change} | {settings} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -52,7 +109,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--render", type=Path, nargs="+", default=None, help="merge these records, print the table")
     args = parser.parse_args()
+    if args.render:
+        record = merge([json.loads(path.read_text(encoding="utf-8")) for path in args.render])
+        if args.json is not None:
+            args.json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(render_markdown(record), end="")
+        return 0
     keep_freed_memory()
     start = time.perf_counter()
     lm = load_model(args.model)

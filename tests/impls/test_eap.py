@@ -198,7 +198,7 @@ def test_head_ranking_follows_exact_head_patching(toy, seed: int) -> None:  # ty
 
     On the induction contrast (the copied token changed) the layer-0 heads L0H2 and L0H0 rank with the induction
     heads, often first: they write the copied token's identity at its own position, where the induction heads
-    read it (the value path), and patching either alone restores 0.3–0.6 of the gap — more than any single
+    read it (the value path), and patching either alone restores 0.29–0.60 of the gap — more than any single
     induction head (0.06–0.34; the four are redundant); every other head restores < 0.05 (seeds 0–9). So the top
     of EAP's head ranking is the value path *and* the induction heads, which is what exact patching says."""
     examples = toy.tasks.examples("induction", 8, seed)
