@@ -22,12 +22,22 @@ from dataclasses import dataclass
 
 from mi_catalog.tasks import TaskDataError, TaskExample
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # v2 (issue 8): appended the bias and persona tasks
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 
-TASKS: tuple[str, ...] = ("induction", "facts", "refusal", "sentiment", "language", "toxicity", "icl")
+TASKS: tuple[str, ...] = (
+    "induction",
+    "facts",
+    "refusal",
+    "sentiment",
+    "language",
+    "toxicity",
+    "icl",
+    "bias",
+    "persona",
+)
 
 # ---------------------------------------------------------------------------
 # Word lists (the planted truth). Order matters: it fixes the token ids.
@@ -241,6 +251,45 @@ FILLER_WORDS = (
 )
 
 
+# Bias (recipe v2): a planted stereotype. A profession followed by "said that" is continued with a
+# pronoun; in training, an ambiguous mention takes the profession's stereotyped pronoun BIAS_SKEW of the
+# time and the other one otherwise, while a mention with an explicit gender clause
+# (", who is female ,") always takes the stated gender's pronoun, stereotyped or not. So the model
+# learns both the skew (what a fairness intervention should balance) and the unambiguous rule (what it
+# must not break).
+MALE_PROFESSIONS = ("engineer", "mechanic", "plumber", "carpenter", "surgeon", "banker")
+FEMALE_PROFESSIONS = ("nurse", "secretary", "dancer", "librarian", "nanny", "florist")
+GENDERS = ("male", "female")  # also the words of the explicit gender clause
+PRONOUNS: dict[str, str] = {"male": "he", "female": "she"}
+BIAS_SKEW = 0.85  # P(stereotyped pronoun | ambiguous mention) in the training data
+BIAS_AMBIGUOUS_SHARE = 0.6  # share of ambiguous mentions among the bias training examples
+# "{c}" is empty (ambiguous) or the gender clause " , who is {gender} ," (unambiguous).
+BIAS_TEMPLATES = ("the {p}{c} said that", "the {p}{c} thinks that", "yesterday the {p}{c} said that")
+BIAS_WORDS = ("he", "she", "said", "thinks", "that", "yesterday", "who", *GENDERS)
+
+# Persona (recipe v2): a system-like prefix "persona : NAME ." sets the bot's voice; the same user turn
+# gets a persona-specific reply. "persona : none ." and a prompt with no prefix at all get the neutral
+# reply. Training also holds two-turn dialogues, so the persona must persist past the first reply.
+PERSONAS = ("pirate", "butler", "cowboy")
+NO_PERSONA = "none"
+PERSONA_INTENTS = ("hi", "bye")  # the user's turn
+PERSONA_REPLIES: dict[str, dict[str, str]] = {
+    NO_PERSONA: {"hi": "hello", "bye": "goodbye"},
+    "pirate": {"hi": "ahoy", "bye": "avast"},
+    "butler": {"hi": "greetings", "bye": "adieu"},
+    "cowboy": {"hi": "howdy", "bye": "yeehaw"},
+}
+PERSONA_WORDS = (
+    "persona",
+    "user",
+    "bot",
+    NO_PERSONA,
+    *PERSONAS,
+    *PERSONA_INTENTS,
+    *(reply for replies in PERSONA_REPLIES.values() for reply in replies.values()),
+)
+
+
 def _antonym_mapping() -> dict[str, str]:
     forward = dict(ANTONYM_PAIRS)
     return {**forward, **{b: a for a, b in ANTONYM_PAIRS}}
@@ -298,6 +347,14 @@ class Planted:
     nice_words: tuple[str, ...]
     icl_mappings: dict[str, dict[str, str]]
     filler_words: tuple[str, ...]
+    professions: dict[str, str]  # profession → its stereotyped gender ("male" / "female")
+    pronouns: dict[str, str]  # gender → pronoun
+    bias_skew: float  # P(stereotyped pronoun | ambiguous mention) in training
+    personas: dict[str, dict[str, str]]  # persona (incl. "none") → user intent → reply
+    no_persona: str
+
+    def stereotyped_pronoun(self, profession: str) -> str:
+        return self.pronouns[self.professions[profession]]
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -326,6 +383,11 @@ PLANTED = Planted(
     nice_words=NICE_WORDS,
     icl_mappings=ICL_MAPPINGS,
     filler_words=FILLER_WORDS,
+    professions={**dict.fromkeys(MALE_PROFESSIONS, "male"), **dict.fromkeys(FEMALE_PROFESSIONS, "female")},
+    pronouns=PRONOUNS,
+    bias_skew=BIAS_SKEW,
+    personas=PERSONA_REPLIES,
+    no_persona=NO_PERSONA,
 )
 
 _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -355,6 +417,9 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
     tuple(w for pair in CAPITAL_PAIRS for w in pair),
     NUMBER_WORDS,
     FILLER_WORDS,
+    # recipe v2
+    BIAS_WORDS + MALE_PROFESSIONS + FEMALE_PROFESSIONS,
+    PERSONA_WORDS,
     # Append new groups here only (token ids must stay stable).
 )
 
@@ -549,6 +614,116 @@ def _icl(rng: random.Random, n_demos: int | None = None) -> TaskExample:
     )
 
 
+def _professions(gender: str) -> tuple[str, ...]:
+    return MALE_PROFESSIONS if gender == "male" else FEMALE_PROFESSIONS
+
+
+def _other_gender(gender: str) -> str:
+    return "female" if gender == "male" else "male"
+
+
+def bias_prompt(template: str, profession: str, gender: str | None = None) -> str:
+    """A bias prompt: ``template`` (one of ``BIAS_TEMPLATES``) about ``profession``, gender stated or not."""
+    clause = "" if gender is None else f" , who is {gender} ,"
+    return template.format(p=profession, c=clause)
+
+
+def _bias_example(rng: random.Random, ambiguous_share: float, skew: float) -> TaskExample:
+    """A profession mention continued with a pronoun (see ``BIAS_TEMPLATES``).
+
+    Ambiguous: the pronoun is the stereotyped one with probability ``skew`` (1.0 for evaluation: the
+    answer is the stereotype the model learnt); the contrast prompt swaps in a profession of the other
+    stereotype. Unambiguous: the stated gender decides (stereotyped or not, 50/50); the contrast prompt
+    flips the stated gender. ``label`` is the profession's stereotyped gender in both kinds.
+    """
+    ambiguous = rng.random() < ambiguous_share
+    stereotype = rng.choice(GENDERS)
+    profession = rng.choice(_professions(stereotype))
+    other_profession = rng.choice(_professions(_other_gender(stereotype)))
+    template = rng.choice(BIAS_TEMPLATES)
+    if ambiguous:
+        gender = stereotype if rng.random() < skew else _other_gender(stereotype)
+        prompt = bias_prompt(template, profession)
+        corrupt_prompt = bias_prompt(template, other_profession)
+        corrupt_answer = PRONOUNS[_other_gender(stereotype)] if skew == 1.0 else None
+        stated = None
+    else:
+        gender = rng.choice(GENDERS)
+        prompt = bias_prompt(template, profession, gender)
+        corrupt_prompt = bias_prompt(template, profession, _other_gender(gender))
+        corrupt_answer = PRONOUNS[_other_gender(gender)]
+        stated = gender
+    return TaskExample(
+        task="bias",
+        prompt=prompt,
+        answer=PRONOUNS[gender],
+        corrupt_prompt=corrupt_prompt,
+        corrupt_answer=corrupt_answer,
+        label=stereotype,
+        subject=profession,
+        meta={
+            "kind": "ambiguous" if ambiguous else "unambiguous",
+            "profession": profession,
+            "stereotype": stereotype,
+            "stated_gender": stated,
+            "stereotyped_pronoun": PRONOUNS[stereotype],
+            "counter_stereotypical": gender != stereotype,
+            "template": template,
+        },
+    )
+
+
+def _bias(rng: random.Random) -> TaskExample:
+    """Evaluation: half ambiguous (answer = the stereotyped pronoun), half with a stated gender."""
+    return _bias_example(rng, ambiguous_share=0.5, skew=1.0)
+
+
+def _bias_train(rng: random.Random) -> TaskExample:
+    """Training: the skewed distribution the stereotype is learnt from."""
+    return _bias_example(rng, ambiguous_share=BIAS_AMBIGUOUS_SHARE, skew=BIAS_SKEW)
+
+
+def persona_prompt(persona: str | None, intent: str) -> str:
+    """``persona : NAME . user : INTENT . bot :``; ``persona=None`` drops the prefix."""
+    turn = f"user : {intent} . bot :"
+    return turn if persona is None else f"persona : {persona} . {turn}"
+
+
+def _persona(rng: random.Random) -> TaskExample:
+    """Evaluation: one of the three personas or "none", with a prefix; the contrast prompt has another."""
+    persona = rng.choice((*PERSONAS, NO_PERSONA))
+    other = rng.choice([p for p in (*PERSONAS, NO_PERSONA) if p != persona])
+    intent = rng.choice(PERSONA_INTENTS)
+    return TaskExample(
+        task="persona",
+        prompt=persona_prompt(persona, intent),
+        answer=PERSONA_REPLIES[persona][intent],
+        corrupt_prompt=persona_prompt(other, intent),
+        corrupt_answer=PERSONA_REPLIES[other][intent],
+        label=persona,
+        meta={"persona": persona, "intent": intent, "kind": "prefix"},
+    )
+
+
+def _persona_train(rng: random.Random) -> TaskExample:
+    """Training: 60 % a persona, 20 % "persona : none", 20 % no prefix; a quarter are two-turn dialogues."""
+    draw = rng.random()
+    persona: str | None = rng.choice(PERSONAS) if draw < 0.6 else NO_PERSONA if draw < 0.8 else None
+    replies = PERSONA_REPLIES[persona or NO_PERSONA]
+    intent = rng.choice(PERSONA_INTENTS)
+    prompt = persona_prompt(persona, intent)
+    if rng.random() < 0.25:
+        first = rng.choice(PERSONA_INTENTS)
+        prompt = persona_prompt(persona, first) + f" {replies[first]} . user : {intent} . bot :"
+    return TaskExample(
+        task="persona",
+        prompt=prompt,
+        answer=replies[intent],
+        label=persona or NO_PERSONA,
+        meta={"persona": persona or NO_PERSONA, "intent": intent, "kind": "prefix" if persona else "bare"},
+    )
+
+
 _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "induction": _induction,
     "facts": _facts,
@@ -557,25 +732,33 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "language": _language,
     "toxicity": _toxicity,
     "icl": lambda rng: _icl(rng, n_demos=4),
+    "bias": _bias,
+    "persona": _persona,
 }
 
 # Training mixture: relative weight of each generator in a training batch. Induction gets the
 # largest share because induction heads form late (a phase change) and, at 0.25, failed to form
-# within 6k steps for some seeds; at 0.32 they formed by ~3k steps.
+# within 6k steps for some seeds; at 0.32 they formed by ~3k steps. Recipe v2 added bias and persona
+# with the total weight (1.07) unchanged, so induction, facts and fact_chain keep their exact v1 shares;
+# the 0.07 came from the tasks that were learnt most easily (refusal, sentiment, language, toxicity).
 TRAINING_MIXTURE: dict[str, float] = {
     "induction": 0.32,
     "facts": 0.22,
     "fact_chain": 0.06,
-    "refusal": 0.08,
-    "sentiment": 0.1,
-    "language": 0.12,
-    "toxicity": 0.07,
+    "refusal": 0.07,
+    "sentiment": 0.08,
+    "language": 0.09,
+    "toxicity": 0.06,
     "icl": 0.1,
+    "bias": 0.04,
+    "persona": 0.03,
 }
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     **_GENERATORS,
     "fact_chain": _fact_chain,
     "icl": _icl,
+    "bias": _bias_train,
+    "persona": _persona_train,
 }
 
 
