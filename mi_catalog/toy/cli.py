@@ -22,11 +22,26 @@ def register(subparsers: Any) -> None:
     commands = toy.add_subparsers(dest="toy_command", metavar="TOY_COMMAND")
     commands.required = True
 
-    train = commands.add_parser("train", help="train a toy model from scratch and write its checkpoint and card")
+    train = commands.add_parser(
+        "train",
+        help="train a toy model (the shipped recipe: recipe v1 from scratch, then continued on v2) "
+        "and write its checkpoint and card",
+    )
     train.add_argument(
         "--out", metavar="DIR", default="toy-checkpoint", help="output folder (default: ./toy-checkpoint)"
     )
-    train.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
+    train.add_argument(
+        "--steps", type=int, default=None, help="training steps of the last stage (default: the recipe's)"
+    )
+    train.add_argument(
+        "--base-steps", type=int, default=None, help="training steps of the base (v1) stage (default: the recipe's)"
+    )
+    train.add_argument(
+        "--base",
+        metavar="DIR",
+        default=None,
+        help="continue from this checkpoint of the base recipe (same seed and settings) instead of training it",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--no-card", action="store_true", help="skip measuring mechanisms and writing card.json")
     train.set_defaults(func=run_train)
@@ -48,16 +63,31 @@ def _require_run_extras() -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     _require_run_extras()
+    from dataclasses import replace
+
     from mi_catalog.toy.ship import ship
     from mi_catalog.toy.train import Recipe, train
 
-    if args.steps is not None and args.steps < 1:
-        raise CliError("--steps must be at least 1", 2)
-    recipe = Recipe(seed=args.seed) if args.steps is None else Recipe(seed=args.seed, steps=args.steps)
+    for flag, value in (("--steps", args.steps), ("--base-steps", args.base_steps)):
+        if value is not None and value < 1:
+            raise CliError(f"{flag} must be at least 1", 2)
+    recipe = Recipe(seed=args.seed)
+    if args.steps is not None:
+        recipe = replace(recipe, steps=args.steps)
+    if args.base_steps is not None and recipe.base is not None:
+        recipe = replace(recipe, base=replace(recipe.base, steps=args.base_steps))
+    base_dir = Path(args.base) if args.base else None
+    if base_dir is not None and not (base_dir / "model.safetensors").is_file():
+        raise CliError(f"--base: no toy checkpoint (model.safetensors) in {base_dir}", 2)
     out = Path(args.out)
-    model = train(recipe, out_dir=out, progress=True)
+    try:
+        model = train(recipe, out_dir=out, progress=True, base_dir=base_dir)
+    except ValueError as err:  # a --base checkpoint of another recipe
+        raise CliError(str(err), 2) from err
     training = dict(model.config.toy_training)
-    print(f"trained {recipe.steps} steps in {training['train_seconds']:.0f} s → {out}")
+    base = training.get("base") or {}
+    stages = f"{base['steps']} base steps ({base.get('train_seconds', 0):.0f} s) + " if base else ""
+    print(f"trained {stages}{recipe.steps} steps in {training['train_seconds']:.0f} s → {out}")
     if not args.no_card:
         card = ship(out, training)
         for task, accuracy in card["accuracies"].items():

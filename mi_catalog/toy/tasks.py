@@ -10,7 +10,10 @@ Vocabulary stability: token ids are the position of a word in
 ``vocabulary()``. Future versions of the recipe may only *append* words (add
 new lists at the end of ``_VOCAB_GROUPS``, never reorder or remove), so ids of
 existing words stay stable across checkpoints. Bump ``RECIPE_VERSION`` when
-the data distribution changes.
+the data distribution changes, and record the new vocabulary size in
+``VOCAB_SIZES``: ``vocabulary(version)`` and ``training_examples(..., version=)``
+still give an earlier version's exact words and data, so an earlier recipe can
+be re-trained bit for bit (recipe v2 continues training from recipe v1's model).
 """
 
 from __future__ import annotations
@@ -424,14 +427,20 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def vocabulary() -> tuple[str, ...]:
-    """All words in token-id order (duplicates across groups keep their first id)."""
-    return tuple(dict.fromkeys(w for group in _VOCAB_GROUPS for w in group))
+# Words in the vocabulary of each recipe version (a prefix of the full list: ids only ever grow).
+VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346}
 
 
-def content_words() -> tuple[str, ...]:
-    """Every non-special word: the alphabet for random in-context copying."""
-    return tuple(w for w in vocabulary() if w not in SPECIAL_TOKENS)
+def vocabulary(version: int = RECIPE_VERSION) -> tuple[str, ...]:
+    """The words of recipe ``version`` in token-id order (duplicates across groups keep their first id)."""
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    return tuple(dict.fromkeys(w for group in _VOCAB_GROUPS for w in group))[: VOCAB_SIZES[version]]
+
+
+def content_words(version: int = RECIPE_VERSION) -> tuple[str, ...]:
+    """Every non-special word of recipe ``version``: the alphabet for random in-context copying."""
+    return tuple(w for w in vocabulary(version) if w not in SPECIAL_TOKENS)
 
 
 # ---------------------------------------------------------------------------
@@ -439,9 +448,12 @@ def content_words() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
-def _induction(rng: random.Random) -> TaskExample:
-    """A random word sequence, then its first k words again: the next word is copied from the first pass."""
-    alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words()
+def _induction(rng: random.Random, version: int = RECIPE_VERSION) -> TaskExample:
+    """A random word sequence, then its first k words again: the next word is copied from the first pass.
+
+    Half the sequences use the filler words, half every content word of recipe ``version``.
+    """
+    alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words(version)
     length = rng.randint(6, 14)
     words = rng.sample(alphabet, length + 1)
     sequence, spare = words[:length], words[length]
@@ -736,23 +748,30 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "persona": _persona,
 }
 
-# Training mixture: relative weight of each generator in a training batch. Induction gets the
-# largest share because induction heads form late (a phase change) and, at 0.25, failed to form
-# within 6k steps for some seeds; at 0.32 they formed by ~3k steps. Recipe v2 added bias and persona
-# with the total weight (1.07) unchanged, so induction, facts and fact_chain keep their exact v1 shares;
-# the 0.07 came from the tasks that were learnt most easily (refusal, sentiment, language, toxicity).
-TRAINING_MIXTURE: dict[str, float] = {
+# Training mixtures: relative weight of each generator in a training batch, per recipe version.
+# Recipe v1 (from scratch, 6000 steps): induction gets the largest share because induction heads form
+# late (a phase change) and, at 0.25, failed to form within 6k steps for some seeds; at 0.32 they formed
+# by ~3k steps.
+V1_TRAINING_MIXTURE: dict[str, float] = {
     "induction": 0.32,
     "facts": 0.22,
     "fact_chain": 0.06,
-    "refusal": 0.07,
-    "sentiment": 0.08,
-    "language": 0.09,
-    "toxicity": 0.06,
+    "refusal": 0.08,
+    "sentiment": 0.1,
+    "language": 0.12,
+    "toxicity": 0.07,
     "icl": 0.1,
-    "bias": 0.04,
-    "persona": 0.03,
 }
+# Recipe v2 continues training the v1 model (``train.Recipe.base``) rather than starting afresh: a
+# from-scratch v2 run moved the v1 mechanisms (induction heads to layer 2, another previous-token head,
+# no subject enrichment, refusal direction at layer 0). The continuation keeps every v1 generator at its
+# exact v1 weight, so the v1 tasks see the data they were trained on, and adds bias and persona.
+TRAINING_MIXTURE: dict[str, float] = {
+    **V1_TRAINING_MIXTURE,
+    "bias": 0.12,
+    "persona": 0.08,
+}
+TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: TRAINING_MIXTURE}
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     **_GENERATORS,
     "fact_chain": _fact_chain,
@@ -760,6 +779,18 @@ _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "bias": _bias_train,
     "persona": _persona_train,
 }
+# Generators new in a recipe version (absent from earlier versions' data).
+_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2}
+
+
+def _training_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
+    """The training generators of recipe ``version``: its tasks only, copying over its own vocabulary."""
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    generators = {k: g for k, g in _TRAINING_GENERATORS.items() if _NEW_IN.get(k, 1) <= version}
+    if version != RECIPE_VERSION:
+        generators["induction"] = lambda rng: _induction(rng, version=version)
+    return generators
 
 
 def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
@@ -776,15 +807,19 @@ def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
     return [_GENERATORS[task](rng) for _ in range(n)]
 
 
-def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | None = None) -> list[TaskExample]:
-    """``n`` examples drawn from ``mixture`` (generator name → weight; default ``TRAINING_MIXTURE``)."""
-    mixture = mixture or TRAINING_MIXTURE
-    unknown = set(mixture) - set(_TRAINING_GENERATORS)
+def training_examples(
+    rng: random.Random, n: int, mixture: dict[str, float] | None = None, version: int = RECIPE_VERSION
+) -> list[TaskExample]:
+    """``n`` training examples of recipe ``version`` drawn from ``mixture`` (generator name → weight;
+    default: that version's ``TRAINING_MIXTURES`` entry)."""
+    generators = _training_generators(version)
+    mixture = mixture or TRAINING_MIXTURES[version]
+    unknown = set(mixture) - set(generators)
     if unknown:
-        raise ValueError(f"unknown training generators: {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown training generators (recipe v{version}): {', '.join(sorted(unknown))}")
     names = list(mixture)
     weights = [mixture[k] for k in names]
-    return [_TRAINING_GENERATORS[name](rng) for name in rng.choices(names, weights=weights, k=n)]
+    return [generators[name](rng) for name in rng.choices(names, weights=weights, k=n)]
 
 
 class ToyTaskSource:

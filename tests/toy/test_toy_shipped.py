@@ -32,6 +32,8 @@ ACCURACY_FLOORS = {
     "language": 0.9,
     "toxicity": 0.9,
     "icl": 0.8,
+    "bias": 0.95,
+    "persona": 0.95,
 }
 
 # Restoring the clean residual at the last subject token (best layer) recovers at least this share of p(answer).

@@ -288,8 +288,39 @@ def test_persona_training_has_bare_prompts_and_dialogues_that_keep_the_persona()
     assert tasks.persona_prompt(None, "hi") == "user : hi . bot :"
 
 
-def test_training_mixture_keeps_the_v1_shares_of_induction_and_facts() -> None:
-    total = sum(tasks.TRAINING_MIXTURE.values())
-    assert abs(total - 1.07) < 1e-9  # the v1 total: induction, facts and fact_chain keep their exact shares
-    assert (tasks.TRAINING_MIXTURE["induction"], tasks.TRAINING_MIXTURE["facts"]) == (0.32, 0.22)
-    assert tasks.TRAINING_MIXTURE["bias"] > 0 and tasks.TRAINING_MIXTURE["persona"] > 0
+V1_MIXTURE = {
+    "induction": 0.32,
+    "facts": 0.22,
+    "fact_chain": 0.06,
+    "refusal": 0.08,
+    "sentiment": 0.1,
+    "language": 0.12,
+    "toxicity": 0.07,
+    "icl": 0.1,
+}
+# sha256 of the first 20 training batches (64 examples each, seed 0) of recipe v1, as the v1 code drew them.
+V1_STREAM_SHA256 = "77648cab4721e5ba13cc77bde845e5b8fc510d4ee445b2f79431dc90f072a027"
+
+
+def test_recipe_v1_training_data_is_unchanged() -> None:
+    """Recipe v2 continues the v1 model, re-trained from scratch: v1's data stream must stay bit-identical."""
+    assert tasks.TRAINING_MIXTURES[1] == V1_MIXTURE and list(tasks.TRAINING_MIXTURES[1]) == list(V1_MIXTURE)
+    assert vocabulary(1) == V1_VOCABULARY and tasks.content_words(1) == V1_VOCABULARY[4:]
+    rng, digest = random.Random("train/0"), hashlib.sha256()
+    for _ in range(20):
+        for ex in training_examples(rng, 64, version=1):
+            digest.update((ex.text + "\n").encode())
+            assert ex.task not in ("bias", "persona")
+    assert digest.hexdigest() == V1_STREAM_SHA256
+    with pytest.raises(ValueError, match="unknown training generators"):
+        training_examples(random.Random(0), 1, {"bias": 1.0}, version=1)
+
+
+def test_v2_mixture_keeps_every_v1_weight_and_adds_bias_and_persona() -> None:
+    mixture = tasks.TRAINING_MIXTURE
+    assert tasks.TRAINING_MIXTURES[tasks.RECIPE_VERSION] is mixture
+    assert {k: mixture[k] for k in V1_MIXTURE} == V1_MIXTURE  # the v1 tasks keep their data while v2 continues
+    assert set(mixture) - set(V1_MIXTURE) == {"bias", "persona"} and mixture["bias"] > 0 and mixture["persona"] > 0
+    # v2's induction sequences also copy the appended words (so the new rows learn to be copied).
+    alphabet = {w for ex in training_examples(random.Random(1), 3000, {"induction": 1.0}) for w in ex.text.split()}
+    assert alphabet & set(vocabulary()[V1_VOCAB_SIZE:])
