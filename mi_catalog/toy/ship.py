@@ -202,7 +202,7 @@ def _how_trained(training: dict[str, Any]) -> str:
     base = training.get("base")
     if not base:
         return "from scratch"
-    return f"from scratch on recipe v{base['recipe_version']}, then further"
+    return f"as recipe v{base['recipe_version']} from scratch, then further"
 
 
 def _stage(training: dict[str, Any]) -> str:
@@ -221,17 +221,33 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
     if not base:
         return [f"seed {training['seed']}, {_stage(training)}."]
     mixture = dict(training.get("mixture") or ()) or None
+    pinned = training.get("base_weights_sha256")
+    version = base["recipe_version"]
+    if pinned:
+        origin = (
+            f"the recipe v{version} checkpoint, packaged in `mi_catalog/toy/base/v{version}` and pinned by the "
+            f"recipe (model.safetensors sha256 `{pinned}`)"
+        )
+        how = (
+            f"`mi-catalog toy train --seed {training['seed']}` continues the pinned v{version} weights and "
+            "reproduces these bit for bit (same library versions, CPU). Re-training the base from scratch "
+            "(`--base-from-scratch`) reproduces it only on the machine it was trained on: float results differ "
+            "across CPUs, and another v1 has its mechanisms elsewhere."
+        )
+    else:
+        origin = f"trained from scratch in the same run (model.safetensors sha256 `{base['weights_sha256']}`)"
+        how = f"`mi-catalog toy train --seed {training['seed']} --base-from-scratch` runs both stages."
     return [
-        f"seed {training['seed']}, in two stages; `mi-catalog toy train --seed {training['seed']}` runs both and "
-        "reproduces these weights bit for bit (same library versions, CPU).",
+        f"seed {training['seed']}, in two stages:",
         "",
-        f"1. Recipe v{base['recipe_version']} from scratch: {_stage(base)} (parameter hash "
-        f"`{base['weights_sha256'][:16]}…`, `mi_catalog.toy.train.state_sha256`).",
+        f"1. Recipe v{version} from scratch: {_stage(base)}. The weights are {origin}.",
         f"2. Continued on the recipe v{training['recipe_version']} mixture"
         + (" (custom)" if mixture else " (every v1 task at its v1 weight, plus the new tasks)")
         + f" with a fresh optimiser: {_stage(training)}. The embedding rows of the words v"
         f"{training['recipe_version']} appended were initialised N(0, {training.get('new_embedding_std', 0.02)}), "
         "seeded.",
+        "",
+        how,
     ]
 
 
@@ -311,6 +327,14 @@ def compare_cards(previous: dict[str, Any], card: dict[str, Any], summary: str =
             f"L{t['best_layer']} (zero-shot {t['zero_shot_accuracy']:.2f} → {max(t['patched_accuracy_by_layer']):.2f})"
         )
 
+    def predecessor(c: dict[str, Any]) -> str:
+        t = c["mechanisms"]["task_vectors"]["by_task"]["predecessor"]
+        return f"{t['zero_shot']:.2f} → " + ", ".join(f"L{i} {v:.2f}" for i, v in enumerate(t["patched_by_layer"]))
+
+    def subject_last(c: dict[str, Any]) -> str:
+        values = c["mechanisms"]["fact_recall"]["subject_last_restore_by_layer"]["layer"]
+        return ", ".join(f"L{i} {v:.2f}" for i, v in enumerate(values))
+
     def neurons(c: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v['n_selective']}" for k, v in c["mechanisms"]["selective_neurons"].items())
 
@@ -325,8 +349,10 @@ def compare_cards(previous: dict[str, Any], card: dict[str, Any], summary: str =
         ("causal trace peak (mlp)", lambda c: peak(c, "causal_trace_peak", "mlp")),
         ("causal trace peak (attn)", lambda c: peak(c, "causal_trace_peak", "attn")),
         ("best subject-token site (layer)", lambda c: peak(c, "causal_trace_subject_peak", "layer")),
+        ("last-subject-token restore by layer", subject_last),
         ("refusal direction best layer", refusal),
         ("task vectors best layer", task_vectors),
+        ("task vector, predecessor (zero-shot → patched, by layer)", predecessor),
         ("selective neurons", neurons),
         ("final training loss", lambda c: f"{c['training'].get('final_loss', float('nan')):.3f}"),
     ]

@@ -6,11 +6,16 @@ mode; with ``out_dir`` it also saves weights (safetensors), config and
 tokenizer there atomically. Card writing (measured accuracies and mechanisms)
 lives in ``ship.py``.
 
-A recipe may start from another recipe's model (``Recipe.base``): the shipped
-recipe v2 is recipe v1 trained from scratch, then continued on the v2 mixture,
-so the mechanisms v1 formed stay where they are. ``train`` trains the base
-first (or takes it from ``base_dir``, a checkpoint of exactly that recipe), so
-``train(Recipe(seed=0))`` alone reproduces the shipped weights.
+A recipe may continue another recipe's model (``Recipe.base``): the shipped
+recipe v2 is the shipped recipe v1 model, continued on the v2 mixture, so the
+mechanisms v1 formed stay where they are. The v1 weights it starts from ship
+in ``mi_catalog/toy/base/v1`` and are pinned by sha256
+(``Recipe.base_weights_sha256``): re-training v1 from scratch reproduces it
+only on the machine it was trained on (float results differ across CPUs), and
+a different v1 has its mechanisms elsewhere. So ``train(Recipe())`` (``mi-catalog
+toy train --seed 0``) reproduces the shipped weights bit for bit from the
+pinned v1 file; with ``base_weights_sha256=None`` the base is trained from
+scratch first.
 """
 
 from __future__ import annotations
@@ -34,16 +39,25 @@ if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 
+# The shipped recipe v1 checkpoint (seed 0), which recipe v2 continues: sha256 of its model.safetensors.
+V1_WEIGHTS_SHA256 = "98aa8ec7ca3d712c9e7888a9e1df0bbd01f1cd5313e7c54265284d82b9d16cd2"
+NEUTRAL_EMBEDDING_STD = 0.02  # the originals' init (LlamaConfig.initializer_range)
+# Packaged base checkpoints (model.safetensors, config.json with the training record, card.json), by version.
+BASE_CHECKPOINTS = Path(__file__).resolve().parent / "base"
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines the trained weights. The defaults are the shipped recipe (v2).
 
-    ``base`` is the recipe whose trained model this one continues (``None``: a fresh initialisation). Its
-    weights are trained first with this recipe's seed; the embedding (tied to the unembedding) grows by the
-    rows of the words this version appends to the vocabulary, drawn from N(0, ``new_embedding_std``) with a
-    generator seeded by ``seed``; then ``steps`` steps on this version's mixture with a fresh AdamW optimiser
-    (warm-up to ``learning_rate``, cosine decay to 10 %). Recipe v2 = recipe v1 (6000 steps from scratch at
-    3e-3), then 2000 steps at 1e-3 on the v1 mixture plus bias and persona.
+    ``base`` is the recipe whose trained model this one continues (``None``: a fresh initialisation), with
+    this recipe's seed. Its weights are the checkpoint whose ``model.safetensors`` has the sha256
+    ``base_weights_sha256`` (the packaged ``base/v{version}``, or ``train``'s ``base_dir``), or, when that is
+    None, trained from scratch first. The embedding (tied to the unembedding) grows by the rows of the words
+    this version appends to the vocabulary, drawn from N(0, ``new_embedding_std``) with a generator seeded by
+    ``seed``; then ``steps`` steps on this version's mixture with a fresh AdamW optimiser (warm-up to
+    ``learning_rate``, cosine decay to 10 %). Recipe v2 = the shipped recipe v1 model (6000 steps from scratch
+    at 3e-3), then 2000 steps at 1e-3 on the v1 mixture plus bias and persona.
     """
 
     seed: int = 0
@@ -61,11 +75,13 @@ class Recipe:
     recipe_version: int = RECIPE_VERSION
     # (generator, weight) pairs overriding ``tasks.TRAINING_MIXTURES[recipe_version]``; empty = the standard one.
     mixture: tuple[tuple[str, float], ...] = ()
-    new_embedding_std: float = 0.02  # init of the appended vocabulary rows (as the originals': initializer_range)
+    new_embedding_std: float = NEUTRAL_EMBEDDING_STD  # init of appended vocabulary rows (initializer_range)
     base: Recipe | None = field(default_factory=lambda: V1_RECIPE)
+    base_weights_sha256: str | None = V1_WEIGHTS_SHA256
 
     def __post_init__(self) -> None:
         if self.base is None:
+            object.__setattr__(self, "base_weights_sha256", None)  # nothing to pin
             return
         if self.base.seed != self.seed:  # the base is trained with this recipe's seed
             object.__setattr__(self, "base", replace(self.base, seed=self.seed))
@@ -79,8 +95,7 @@ class Recipe:
         return asdict(self)
 
 
-# Recipe v1: the first shipped toy, trained from scratch (its checkpoint's weights sha256 was
-# 98aa8ec7ca3d712c9e7888a9e1df0bbd01f1cd5313e7c54265284d82b9d16cd2).
+# Recipe v1: the first shipped toy, trained from scratch (seed 0: ``V1_WEIGHTS_SHA256``, in ``base/v1``).
 V1_RECIPE: Recipe = Recipe(steps=6000, learning_rate=3e-3, warmup_steps=200, recipe_version=1, base=None)
 
 
@@ -143,8 +158,8 @@ def train(
 ) -> LlamaForCausalLM:
     """Train deterministically for a given recipe (its base first, see ``Recipe``); optionally save to ``out_dir``.
 
-    ``base_dir``: a checkpoint of ``recipe.base`` to continue from instead of training the base again (its saved
-    training record must name the same recipe; the result is the same, as training is deterministic).
+    ``base_dir``: the checkpoint of ``recipe.base`` to continue from, instead of the packaged one (its saved
+    training record must name that recipe, and its weights file have the pinned sha256 if one is set).
     ``log``, when given, receives ``{"step", "loss"}`` records of this recipe's own steps (every 50 and the last).
     """
     import torch
@@ -162,8 +177,7 @@ def train(
         model = build_model(recipe, vocab_size)
         data_rng = random.Random(f"train/{recipe.seed}")
     else:
-        base = _base_model(recipe.base, base_dir, progress)
-        base_record = {**dict(base.config.toy_training), "weights_sha256": state_sha256(base)}
+        base, base_record = _base_model(recipe, base_dir, progress)
         model = _grow_vocabulary(base, recipe, vocab_size)
         data_rng = random.Random(f"train/v{recipe.recipe_version}/{recipe.seed}")
     model.train()
@@ -219,26 +233,53 @@ def _optimise(
     return (running if running is not None else float("nan")), started
 
 
-def _base_model(base: Recipe, base_dir: Path | None, progress: bool) -> LlamaForCausalLM:
-    """The base recipe's model: trained now, or loaded from ``base_dir`` after checking it is that recipe's."""
-    if base_dir is None:
-        return train(base, progress=progress)
-    from mi_catalog.toy import load_model_dir
+def _base_model(recipe: Recipe, base_dir: Path | None, progress: bool) -> tuple[LlamaForCausalLM, dict[str, Any]]:
+    """The base recipe's model and its training record (with its weights file's sha256): loaded from
+    ``base_dir`` or the packaged checkpoint after checking it is that recipe's (and the pinned file), or trained."""
+    from transformers import LlamaForCausalLM
 
-    model, _ = load_model_dir(base_dir)
+    base = recipe.base
+    assert base is not None
+    if base_dir is None and recipe.base_weights_sha256 is None:
+        trained = train(base, progress=progress)
+        return trained, {**dict(trained.config.toy_training), "weights_sha256": _weights_file_sha256(trained)}
+    directory = Path(base_dir) if base_dir is not None else BASE_CHECKPOINTS / f"v{base.recipe_version}"
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise ValueError(f"no base checkpoint (model.safetensors) in {directory}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    pinned = recipe.base_weights_sha256
+    if pinned is not None and digest != pinned:
+        raise ValueError(f"{path} is not the pinned base (sha256 {digest[:12]}…, the recipe pins {pinned[:12]}…)")
+    model: Any = LlamaForCausalLM.from_pretrained(directory, use_safetensors=True)
     recorded = json.loads(json.dumps(getattr(model.config, "toy_training", None) or {}))
     wanted = json.loads(json.dumps(base.to_dict()))
     # Fields a recipe gained later (absent from an older checkpoint's record) must be at their neutral value.
-    neutral = {"base": None, "new_embedding_std": Recipe.__dataclass_fields__["new_embedding_std"].default}
-    differing = [
-        k for k, v in wanted.items() if recorded.get(k, neutral.get(k, "<missing>")) != v and k not in ("base",)
-    ]
-    if base.base is not None or recorded.get("base") is not None:
-        differing.append("base")  # only a from-scratch base can be loaded (its own base is not re-checked)
+    neutral = {"base": None, "base_weights_sha256": None, "new_embedding_std": NEUTRAL_EMBEDDING_STD}
+    differing = [k for k, v in wanted.items() if recorded.get(k, neutral.get(k, "<missing>")) != v]
     if differing:
-        raise ValueError(f"{base_dir} was not trained with the base recipe (differs in: {', '.join(differing)})")
-    model.config.toy_training = {**wanted, **{k: recorded[k] for k in ("train_seconds", "final_loss") if k in recorded}}
-    return model
+        raise ValueError(
+            f"{directory} was not trained with the base recipe (differs in: {', '.join(differing)}); "
+            "train the base from scratch instead (base_weights_sha256=None)"
+        )
+    timing = {k: recorded[k] for k in ("train_seconds", "final_loss") if k in recorded}
+    return model, {**wanted, **timing, "weights_sha256": digest}
+
+
+def packaged_base_seed(version: int) -> int | None:
+    """The seed the packaged recipe-``version`` base checkpoint was trained with (None: none is packaged)."""
+    path = BASE_CHECKPOINTS / f"v{version}" / "config.json"
+    if not path.is_file():
+        return None
+    seed = json.loads(path.read_text(encoding="utf-8")).get("toy_training", {}).get("seed")
+    return int(seed) if seed is not None else None
+
+
+def _weights_file_sha256(model: LlamaForCausalLM) -> str:
+    """sha256 of ``model.safetensors`` as ``save_checkpoint`` writes it (the card's ``weights_sha256``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        return hashlib.sha256((Path(tmp) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def _grow_vocabulary(base: LlamaForCausalLM, recipe: Recipe, vocab_size: int) -> LlamaForCausalLM:
@@ -258,15 +299,6 @@ def _grow_vocabulary(base: LlamaForCausalLM, recipe: Recipe, vocab_size: int) ->
     model.load_state_dict(state, strict=True)
     model.tie_weights()
     return model
-
-
-def state_sha256(model: LlamaForCausalLM) -> str:
-    """Hash of the parameter values (names, dtypes, shapes, bytes), independent of the file format."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:

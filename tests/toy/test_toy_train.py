@@ -17,7 +17,7 @@ from mi_catalog.toy.train import V1_RECIPE, Recipe, train
 SMALL = Recipe(steps=100, batch_size=32, warmup_steps=20, mixture=(("refusal", 1.0),), base=None)
 # The shipped recipe's two stages (v1 from scratch, then v2 continued), a few steps each.
 TINY_BASE = replace(V1_RECIPE, steps=4, batch_size=8, warmup_steps=2)
-TINY = Recipe(steps=5, batch_size=8, warmup_steps=2, base=TINY_BASE)
+TINY = Recipe(steps=5, batch_size=8, warmup_steps=2, base=TINY_BASE, base_weights_sha256=None)
 
 
 @pytest.mark.slow
@@ -33,28 +33,49 @@ def test_training_is_deterministic() -> None:
     import torch
 
     first, second = train(TINY, progress=False), train(TINY, progress=False)
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    assert _same_weights(first, second)
     other = train(replace(TINY, seed=1), progress=False)
     assert other.config.toy_training["base"]["seed"] == 1  # the base stage follows the recipe's seed
     assert not torch.equal(first.lm_head.weight, other.lm_head.weight)
 
 
-def test_shipped_recipe_is_v1_continued() -> None:
+def _same_weights(a, b) -> bool:  # type: ignore[no-untyped-def]
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_shipped_recipe_continues_the_pinned_v1_weights() -> None:
+    import hashlib
+
+    from mi_catalog.toy.train import BASE_CHECKPOINTS, V1_WEIGHTS_SHA256
+
     recipe = Recipe()
-    assert recipe.recipe_version == 2 and recipe.base == V1_RECIPE
+    assert recipe.recipe_version == 2 and recipe.base == V1_RECIPE and recipe.base_weights_sha256 == V1_WEIGHTS_SHA256
     assert (V1_RECIPE.steps, V1_RECIPE.learning_rate, V1_RECIPE.recipe_version, V1_RECIPE.base) == (6000, 3e-3, 1, None)
     assert recipe.learning_rate < V1_RECIPE.learning_rate  # a gentler continuation than the from-scratch run
+    packaged = (BASE_CHECKPOINTS / "v1" / "model.safetensors").read_bytes()
+    assert hashlib.sha256(packaged).hexdigest() == V1_WEIGHTS_SHA256
     assert Recipe(seed=4).base.seed == 4  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="architecture"):
         Recipe(hidden_size=32)
+    # Two steps on the packaged v1 weights: the pin is checked and recorded.
+    model = train(replace(recipe, steps=2, batch_size=4, warmup_steps=1), progress=False)
+    assert model.config.toy_training["base"]["weights_sha256"] == V1_WEIGHTS_SHA256
+    assert model.config.toy_training["base"]["steps"] == 6000
+    with pytest.raises(ValueError, match="not the pinned base"):
+        train(replace(recipe, steps=1, base_weights_sha256="0" * 64), progress=False)
+    with pytest.raises(ValueError, match="differs in: seed"):  # the packaged weights are seed 0's
+        train(replace(recipe, steps=1, seed=1), progress=False)
 
 
 def test_continuation_keeps_the_base_weights_and_grows_the_vocabulary(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import torch
 
+    from mi_catalog.toy.ship import weights_sha256
     from mi_catalog.toy.tasks import vocabulary
-    from mi_catalog.toy.train import _grow_vocabulary, state_sha256
+    from mi_catalog.toy.train import _grow_vocabulary
 
     base = train(TINY_BASE, out_dir=tmp_path / "v1", progress=False)
     assert base.config.vocab_size == len(vocabulary(1)) == 308
@@ -68,10 +89,16 @@ def test_continuation_keeps_the_base_weights_and_grows_the_vocabulary(tmp_path) 
     for name, value in base_state.items():
         if "embed_tokens" not in name and "lm_head" not in name:
             assert torch.equal(value, grown_state[name]), name
-    # Continuing from a saved base checkpoint gives the same weights as training the base in the same run.
+    # Continuing from a saved base checkpoint gives the same weights as training the base in the same run,
+    # and the record names the base's weights file either way.
     continued = train(TINY, progress=False, base_dir=tmp_path / "v1")
-    assert state_sha256(continued) == state_sha256(train(TINY, progress=False))
-    assert continued.config.toy_training["base"]["weights_sha256"] == state_sha256(base)
+    in_one_run = train(TINY, progress=False)
+    assert _same_weights(continued, in_one_run)
+    digest = weights_sha256(tmp_path / "v1")
+    assert continued.config.toy_training["base"]["weights_sha256"] == digest
+    assert in_one_run.config.toy_training["base"]["weights_sha256"] == digest
+    pinned = replace(TINY, base_weights_sha256=digest)
+    assert _same_weights(train(pinned, progress=False, base_dir=tmp_path / "v1"), in_one_run)
     with pytest.raises(ValueError, match="not trained with the base recipe"):
         train(replace(TINY, seed=3), progress=False, base_dir=tmp_path / "v1")
 
