@@ -51,7 +51,8 @@ def _number_queries(mapping: dict[str, str]) -> list[tuple[str, str]]:
 def _rate(toy, queries: list[tuple[str, str]], intervention: st.Intervention | None) -> float:  # type: ignore[no-untyped-def]
     ids = torch.tensor([toy.token_id(a) for _, a in queries])
     logits = st.last_logits(toy, [q for q, _ in queries], intervention)
-    return float((logits.argmax(-1).cpu() == ids).float().mean())
+    # Counted exactly: a float32 mean of 3 hits in 10 is 0.30000001, above a "≤ 0.3" bar it meets.
+    return int((logits.argmax(-1).cpu() == ids).sum()) / len(queries)
 
 
 def test_the_function_vector_carries_the_task_identity(toy) -> None:  # type: ignore[no-untyped-def]
