@@ -8,7 +8,11 @@ measures the other processes (ratios swing 0.8–1.4× between runs under load),
 while the thread's CPU time is what the hooks actually cost. ``--wall`` uses
 wall-clock time instead (meaningful on a quiet machine).
 
-    .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16]
+Like the ``mi-catalog`` commands that run models, it first keeps freed memory in the process
+(:mod:`mi_catalog.models.allocator`); ``--default-allocator`` measures glibc's defaults instead, where
+capturing every site page-faults its activations back in on every forward pass.
+
+    .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16] [--model toy] [--default-allocator]
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from contextlib import AbstractContextManager
 import torch
 
 from mi_catalog.models import LoadedModel, all_sites, capture, edit, load_model
+from mi_catalog.models.allocator import keep_freed_memory
 from mi_catalog.models.tiny import tiny_model
 
 
-def bench_model() -> LoadedModel:
+def bench_model(name: str) -> LoadedModel:
+    if name != "toy":
+        return load_model(name)
     try:
         return load_model("toy")
     except (FileNotFoundError, OSError):
@@ -46,11 +53,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
+    parser.add_argument("--model", default="toy", help="toy (default), smollm2-135m, a path or a hub id")
+    parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (glibc defaults)")
     args = parser.parse_args()
+    kept = False if args.default_allocator else keep_freed_memory()
     global CLOCK
     CLOCK = time.perf_counter if args.wall else time.thread_time
     torch.set_num_threads(1)
-    lm = bench_model()
+    lm = bench_model(args.model)
     words = "the the a and is was" if lm.tasks.name == "toy" else "The Eiffel Tower is in the city of Paris"
     batch = lm.encode([" ".join([words] * 3)] * args.batch)
     resid = [f"resid_post.{layer}" for layer in range(lm.n_layers)]
@@ -65,7 +75,8 @@ def main() -> None:
     for _ in range(10):  # warm-up
         lm.logits(batch)
     print(f"model {lm.name}: {lm.n_layers} layers, d_model {lm.d_model}, batch {tuple(batch.shape)}, "
-          f"median of {args.runs} runs, {'wall' if args.wall else 'thread CPU'} time")  # fmt: skip
+          f"median of {args.runs} runs, {'wall' if args.wall else 'thread CPU'} time, "
+          f"{'freed memory kept' if kept else 'default allocator'}")  # fmt: skip
     n_sites = {"no-op hook, every site": len(every), "capture resid_post": len(resid), "capture every site": len(every)}
     for label, intervention in configs.items():
         bare: list[float] = []

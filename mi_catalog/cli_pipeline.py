@@ -109,9 +109,9 @@ def run_plan(plan: Plan, args: argparse.Namespace) -> int:
         raise CliError(str(err), 2) from None
     if not plan.composed:  # one line: why, and what runs instead
         print(f"mi-catalog: note: {plan.entry}: {plan.reason}", file=sys.stderr)
-    from mi_catalog.models import require_run_extra
+    from mi_catalog.models import prepare_cli_process
 
-    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
+    prepare_cli_process()  # RunExtraMissing (a UsageError: one line, exit 2); allocator kept warm
     progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     if progress.enabled:
         sys.stderr.write(f"running {plan.run_id} on {args.model} …\n")

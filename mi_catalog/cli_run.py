@@ -136,9 +136,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(err), 2) from None
     if args.n is not None and args.n < 1:
         raise CliError("--n must be at least 1", 2)
-    from mi_catalog.models import require_run_extra
+    from mi_catalog.models import prepare_cli_process
 
-    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
+    prepare_cli_process()  # RunExtraMissing (a UsageError: one line, exit 2); allocator kept warm
     from mi_catalog.methods.runner import run_impl
     from mi_catalog.models.families import UnsupportedModelError
     from mi_catalog.models.loading import ModelLoadError

@@ -67,9 +67,9 @@ def run_train(args: argparse.Namespace) -> int:
         _positive(name, value)
     if args.l1 is not None and not args.l1 >= 0:
         raise CliError(f"--l1 must be ≥ 0 (got {args.l1})", 2)
-    from mi_catalog.models import require_run_extra
+    from mi_catalog.models import prepare_cli_process
 
-    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
+    prepare_cli_process()  # RunExtraMissing (a UsageError: one line, exit 2); allocator kept warm
     import torch
 
     from mi_catalog import sae as sae_lib

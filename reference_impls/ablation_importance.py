@@ -348,10 +348,9 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         metrics["ablation_head_set_drop"], intervals["ablation_head_set_drop"] = mean_ci(together, seed=seed)
         metrics["ablation_head_set_size"] = k
         head_mean = head_drop.mean(0)  # [L, H]
-        figures.append(Heatmap(f"{data.task}_heads", f"{data.task}: mean drop of the metric when one head is {spec.how}-ablated",
-                               values=head_mean.tolist(), row_labels=[f"L{layer}" for layer in range(L)],
-                               col_labels=[f"H{h}" for h in range(n_heads)],
-                               cell_text=[[f"{v:.2f}" for v in row] for row in head_mean.tolist()]))  # fmt: skip
+        figures.append(Heatmap.per_head(f"{data.task}_heads",
+                                        f"{data.task}: mean drop of the metric when one head is {spec.how}-ablated",
+                                        head_mean.tolist()))  # fmt: skip
         shown = head_findings[: min(8, len(head_findings))]
         figures.append(Bars(f"{data.task}_head_set", f"{data.task}: top heads ablated alone vs the top {k} together",
                             labels=[f.label for f in shown] + [f"top {k} together"],

@@ -435,8 +435,8 @@ def _figures(lm: LoadedModel, task: str, pts: list[PromptTrace], curves: dict[tu
                 vmin=min(0.0, float(example.grid[kind].nan_to_num(0.0).min())), vmax=1.0)
         for kind in ("resid", "mlp")
     ]  # fmt: skip
-    figs.append(Heatmap(f"{task}_heads", f"{task}: mean effect of restoring one head's output",
-                        values=head_means.tolist(), row_labels=layers, col_labels=[f"H{h}" for h in range(lm.n_heads)]))
+    figs.append(Heatmap.per_head(f"{task}_heads", f"{task}: mean effect of restoring one head's output",
+                                 head_means.tolist(), digits=None))
     figs.append(Heatmap(f"{task}_groups", f"{task}: mean effect by token group (rows: site @ group, cols: layer)",
                         values=[curve.mean(dim=0).tolist() for curve in curves.values()],
                         row_labels=[f"{SITE_OF_KIND[k]} @ {g}" for k, g in curves],

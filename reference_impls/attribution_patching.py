@@ -211,13 +211,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "head_attr_per_prompt": heads,
         },
         figures=[
-            Heatmap(
-                "heads",
-                f"attribution patching on {data.task}: heads ({where}), ÷ clean−corrupt gap",
-                values=head_mean.tolist(),
-                row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-                col_labels=[f"H{h}" for h in range(lm.n_heads)],
-                cell_text=[[f"{v:.2f}" for v in row] for row in head_mean.tolist()],
+            Heatmap.per_head(
+                "heads", f"attribution patching on {data.task}: heads ({where}), ÷ clean−corrupt gap", head_mean.tolist()
             ),
             Heatmap(
                 "resid",

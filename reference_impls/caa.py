@@ -101,7 +101,7 @@ def measure(lm: LoadedModel, prompts: list[str], b_tokens: list[int], o_tokens: 
             intervention: st.Intervention | None = None) -> Measured:  # fmt: skip
     if not prompts:
         return Measured(torch.zeros(0), torch.zeros(0))
-    logits = st.last_logits(lm, prompts, intervention).cpu()  # [n, d_vocab]
+    logits = st.next_token_logits(lm, prompts, intervention).cpu()  # [n, d_vocab]
     probs = logits.softmax(-1)
     pb = probs[:, torch.tensor(b_tokens)].sum(-1)
     po = probs[:, torch.tensor(o_tokens)].sum(-1) if o_tokens else torch.zeros_like(pb)

@@ -198,7 +198,7 @@ def answer_p(
     """p(answer) per example [n] for the ``form`` prompt."""
     if not items:
         return torch.zeros(0)
-    probs = st.last_logits(lm, [getattr(f, form) for f in items], intervention).softmax(-1).cpu()
+    probs = st.next_token_logits(lm, [getattr(f, form) for f in items], intervention).softmax(-1).cpu()
     ids = answer_ids(lm, [f.example for f in items]).cpu()
     return probs[torch.arange(len(items)), ids]
 
@@ -356,13 +356,11 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 y_label="zero-shot accuracy",
                 seed=s,
             ),
-            Heatmap(
+            Heatmap.per_head(
                 "indirect_effect",
                 "mean indirect effect of each head's mean output on shuffled-label prompts (Δ p(answer))",
-                values=aie.tolist(),
-                row_labels=[f"L{layer}" for layer in range(n_layers)],
-                col_labels=[f"H{h}" for h in range(n_heads)],
-                cell_text=[[f"{v:.3f}" for v in row] for row in aie.tolist()],
+                aie.tolist(),
+                digits=3,
             ),
             Bars(
                 "per_task",

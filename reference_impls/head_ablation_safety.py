@@ -233,13 +233,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             metrics[name], intervals[name] = mean_ci(samples, seed=seed)
     grid = ships_mean.reshape(lm.n_layers, lm.n_heads)
     figures: list[Any] = [
-        Heatmap(
-            "ships",
-            f"{data.task}: Ships — KL(p ‖ p with the head ablated) on {behaviour} prompts (fit)",
-            values=grid.tolist(),
-            row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-            col_labels=[f"H{h}" for h in range(lm.n_heads)],
-            cell_text=[[f"{v:.2f}" for v in row] for row in grid.tolist()],
+        Heatmap.per_head(
+            "ships", f"{data.task}: Ships — KL(p ‖ p with the head ablated) on {behaviour} prompts (fit)", grid.tolist()
         ),
         steering.sweep_curve(
             "heads_sweep",

@@ -134,7 +134,7 @@ def behaviour_prob(lm: LoadedModel, prompts: list[str], b_tokens: list[int], o_t
     """p(behaviour) / (p(behaviour) + p(other)) of the next token → [n]."""
     if not prompts:
         return torch.zeros(0)
-    probs = st.last_logits(lm, prompts, intervention).softmax(-1).cpu()  # [n, d_vocab]
+    probs = st.next_token_logits(lm, prompts, intervention).softmax(-1).cpu()  # [n, d_vocab]
     pb = probs[:, torch.tensor(b_tokens)].sum(-1)
     po = probs[:, torch.tensor(o_tokens)].sum(-1) if o_tokens else torch.zeros_like(pb)
     return pb / (pb + po).clamp(min=1e-12)
@@ -224,13 +224,10 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "sigma": shift.sigma,
         },
         figures=[
-            Heatmap(
+            Heatmap.per_head(
                 "head_probes",
                 f"ITI probes on {data.task} ({b_name} vs {o_name}): validation accuracy per head (head_out, last token)",
-                values=grid.tolist(),
-                row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-                col_labels=[f"H{h}" for h in range(lm.n_heads)],
-                cell_text=[[f"{v:.2f}" for v in row] for row in grid.tolist()],
+                grid.tolist(),
                 vmin=0.0,
                 vmax=1.0,
             ),

@@ -275,13 +275,10 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 y_label="held-out score",
                 bands={"probe accuracy": ([c[0] for c in acc_ci], [c[1] for c in acc_ci])},
             ),
-            Heatmap(
+            Heatmap.per_head(
                 "heads",
                 f"per-head probes on {data.task}: held-out accuracy (head_out at the last token)",
-                values=head_grid.tolist(),
-                row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-                col_labels=[f"H{h}" for h in range(lm.n_heads)],
-                cell_text=[[f"{v:.2f}" for v in row] for row in head_grid.tolist()],
+                head_grid.tolist(),
                 vmin=0.0,
                 vmax=1.0,
             ),

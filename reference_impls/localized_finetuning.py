@@ -217,7 +217,7 @@ def score_all(lm: LoadedModel, cases: list[rome.Case], intervention: steering.In
               references: list[torch.Tensor]) -> list[rome.Scores]:  # fmt: skip
     """:func:`reference_impls.rome.score` for every case under one intervention, in shared forward passes."""
     prompts = [rome.case_prompts(c) for c in cases]
-    logits = steering.last_logits(lm, [p for group in prompts for p in group], intervention).cpu()
+    logits = steering.next_token_logits(lm, [p for group in prompts for p in group], intervention).cpu()
     out, start = [], 0
     for case, group, ref in zip(cases, prompts, references, strict=True):
         out.append(rome.scores_from_logits(lm, case, logits[start : start + len(group)], ref))

@@ -157,14 +157,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
                 x_label="layer",
                 y_label="magnitude",
             ),
-            Heatmap(
-                "head_norms",
-                f"{data.task}: mean ‖z_h W_O^h‖ per head (real positions)",
-                values=head_mean.tolist(),
-                row_labels=[f"L{layer}" for layer in range(lm.n_layers)],
-                col_labels=[f"H{h}" for h in range(lm.n_heads)],
-                cell_text=[[f"{v:.2f}" for v in row] for row in head_mean.tolist()],
-            ),
+            Heatmap.per_head("head_norms", f"{data.task}: mean ‖z_h W_O^h‖ per head (real positions)", head_mean.tolist()),
         ],
         notes=[
             f"Applies the paper's criterion (|a| ≥ {spec.ratio:g} × the token's median and ≥ {spec.floor:g}): "

@@ -111,7 +111,7 @@ class Behaviour:
 def behaviour(
     lm: LoadedModel, prompts: list[str], tokens: list[int], intervention: st.Intervention | None = None
 ) -> Behaviour:
-    logits = st.last_logits(lm, prompts, intervention)  # [n, d_vocab]
+    logits = st.next_token_logits(lm, prompts, intervention)  # [n, d_vocab]
     idx = torch.tensor(tokens, dtype=torch.long)
     refused = torch.isin(logits.argmax(-1).cpu(), idx).float()
     prob = logits.softmax(-1).cpu()[:, idx].sum(-1)

@@ -188,7 +188,7 @@ def prefixes(lm: LoadedModel, data: RunData, fit: list[TaskExample], spec: Spec,
         return [""]
     answers = steering.first_token_ids(lm, [ex.answer for ex in scored])
     texts = [join(c, ex.prompt) for c in ["", *candidates] for ex in scored]
-    logp = steering.last_logits(lm, texts).cpu().log_softmax(-1).reshape(len(candidates) + 1, len(scored), -1)
+    logp = steering.next_token_logits(lm, texts).cpu().log_softmax(-1).reshape(len(candidates) + 1, len(scored), -1)
     accuracy = (logp.argmax(-1) == answers).float().mean(1)  # [1 + candidates]
     kl = (logp[0].exp() * (logp[0] - logp[1:])).sum(-1).mean(1)  # KL(bare ‖ prefixed) per candidate
     kept = [c for c, acc, k in zip(candidates, accuracy[1:].tolist(), kl.tolist(), strict=True)
@@ -472,7 +472,7 @@ def scores_from_logits(
 def score(lm: LoadedModel, case: Case, intervention: steering.Intervention | None,
           reference: torch.Tensor | None = None) -> Scores:  # fmt: skip
     """CounterFact's scores for one edit, from one batched forward pass (see :func:`scores_from_logits`)."""
-    logits = steering.last_logits(lm, case_prompts(case), intervention).cpu()
+    logits = steering.next_token_logits(lm, case_prompts(case), intervention).cpu()
     return scores_from_logits(lm, case, logits, reference)
 
 
@@ -480,7 +480,7 @@ def relation_reference(lm: LoadedModel, case: Case) -> torch.Tensor:
     """Which of the case's other-relation prompts the unedited model gets right → bool [n]."""
     if not case.relations:
         return torch.zeros(0, dtype=torch.bool)
-    logits = steering.last_logits(lm, [p for p, _ in case.relations]).cpu()
+    logits = steering.next_token_logits(lm, [p for p, _ in case.relations]).cpu()
     return logits.argmax(-1) == torch.tensor([lm.token_id(a) for _, a in case.relations])
 
 

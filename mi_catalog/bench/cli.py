@@ -72,9 +72,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [m for m in methods or () if m not in known]
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}", 2)
-    from mi_catalog.models import require_run_extra
+    from mi_catalog.models import prepare_cli_process
 
-    require_run_extra()  # raises RunExtraMissing, a UsageError: one line, exit 2
+    prepare_cli_process()  # RunExtraMissing (a UsageError: one line, exit 2); allocator kept warm
 
     import torch
 

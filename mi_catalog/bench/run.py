@@ -349,8 +349,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(model: str, threads: int, n: int, n_neurons: int) -> None:
+    from mi_catalog.models.allocator import keep_freed_memory
     from mi_catalog.models.loading import load_model
 
+    keep_freed_memory()  # a spawned worker is a fresh process: the same allocator setting as its parent CLI
     torch.set_num_threads(threads)
     lm = load_model(model)
     _WORKER.update(lm=lm, expect=Expectations(lm, n=n, n_neurons=n_neurons))

@@ -124,7 +124,7 @@ def _knowledge_neurons(run: dict[str, Any]) -> tuple[str, str]:
     if "kn_suppress_change" in metrics:
         text += (f"; suppressing them changes p(answer) by {_ci(run, 'kn_suppress_change')} (relative; random "
                  f"neurons {_m(run, 'kn_suppress_change_random'):+.2f})")  # fmt: skip
-    n_layers = max([f["layer"] for f in run["findings"] if f["layer"] is not None] or [0]) + 1
+    n_layers = int(run["n_layers"])  # the model's depth (set by measure), not the deepest finding's layer
     upper = sum(1 for layer in layers if layer is not None and layer >= n_layers // 2)
     return text, "agrees" if layers and upper >= len(layers) / 2 else "differs"
 
@@ -220,7 +220,8 @@ def measure(model: str = "smollm2-135m", progress: Callable[[str], None] = lambd
     for i, claim in enumerate(CLAIMS, 1):
         progress(f"[{i}/{len(CLAIMS)}] {claim.impl} on {claim.task}")
         start = time.perf_counter()
-        run = run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict()
+        run = {**run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict(),
+               "n_layers": lm.n_layers}  # fmt: skip
         found, verdict = claim.summary(run)
         rows.append({"impl": claim.impl, "task": claim.task, "paper": claim.paper, "claim": claim.claim,
                      "criterion": claim.criterion, "found": found, "verdict": verdict, "n": claim.n,

@@ -72,6 +72,16 @@ class Heatmap:
     vmax: float | None = None
     kind: Literal["heatmap"] = "heatmap"
 
+    @classmethod
+    def per_head(cls, name: str, title: str, values: list[list[float]], digits: int | None = 2,
+                 vmin: float | None = None, vmax: float | None = None) -> Heatmap:  # fmt: skip
+        """A layer × head grid ``values[layer][head]``: rows ``L0…``, columns ``H0…``, cells printed to ``digits``
+        decimals (None: no cell text)."""
+        n_heads = len(values[0]) if values else 0
+        text = [[f"{v:.{digits}f}" for v in row] for row in values] if digits is not None else None
+        return cls(name, title, values=values, row_labels=[f"L{layer}" for layer in range(len(values))],
+                   col_labels=[f"H{h}" for h in range(n_heads)], cell_text=text, vmin=vmin, vmax=vmax)  # fmt: skip
+
 
 @dataclass
 class Curve:

@@ -285,7 +285,7 @@ def _token_rate(ids: Sequence[int]) -> Measure:
 
 def _answer_margin(lm: LoadedModel, examples: Sequence[TaskExample], iv: S.Intervention | None) -> torch.Tensor:
     """Logit of the answer minus the largest other logit, per prompt (> 0: the answer is the greedy token)."""
-    logits = S.last_logits(lm, [ex.prompt for ex in examples], iv).cpu()
+    logits = S.next_token_logits(lm, [ex.prompt for ex in examples], iv).cpu()
     answers = S.first_token_ids(lm, [ex.answer for ex in examples])
     rows = torch.arange(len(examples))
     own = logits[rows, answers]
@@ -343,7 +343,7 @@ def _refusal_goal(lm: LoadedModel, task: str, pool: list[TaskExample]) -> GoalDa
     harmless_fit, harmless_test = _split(groups["harmless"])
 
     def margin(lm: LoadedModel, examples: Sequence[TaskExample], iv: S.Intervention | None) -> torch.Tensor:
-        logp = S.last_logits(lm, [ex.prompt for ex in examples], iv).log_softmax(-1).cpu()
+        logp = S.next_token_logits(lm, [ex.prompt for ex in examples], iv).log_softmax(-1).cpu()
         return logp[:, refuse].logsumexp(-1) - logp[:, comply].logsumexp(-1)
 
     def extras(lm: LoadedModel, iv: S.Intervention | None) -> dict[str, float]:
@@ -410,7 +410,7 @@ def _bias_goal(lm: LoadedModel, task: str, pool: list[TaskExample]) -> GoalData:
     fit, test = _split(ambiguous)
 
     def gap(lm: LoadedModel, examples: Sequence[TaskExample], iv: S.Intervention | None) -> torch.Tensor:
-        probs = S.last_logits(lm, [ex.prompt for ex in examples], iv).softmax(-1).cpu()
+        probs = S.next_token_logits(lm, [ex.prompt for ex in examples], iv).softmax(-1).cpu()
         rows = torch.arange(len(examples))
         st = torch.tensor([pid[str(ex.meta["stereotyped_pronoun"])] for ex in examples])
         ot = torch.tensor([pid[other(ex)] for ex in examples])

@@ -147,8 +147,8 @@ def _stacked(managers: Sequence[AbstractContextManager[Any]]) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def last_logits(lm: LoadedModel, prompts: Sequence[str], intervention: Intervention | None = None,
-                batch_size: int = BATCH) -> torch.Tensor:  # fmt: skip
+def next_token_logits(lm: LoadedModel, prompts: Sequence[str], intervention: Intervention | None = None,
+                      batch_size: int = BATCH) -> torch.Tensor:  # fmt: skip
     """Next-token logits at each prompt's end → float [n, d_vocab], in chunks, under ``intervention``."""
     steer = intervention or NoIntervention()
     chunks: list[torch.Tensor] = []
@@ -168,7 +168,7 @@ def correct(lm: LoadedModel, examples: Sequence[TaskExample], intervention: Inte
     """Whether the greedy next token is each example's answer → float [n] of 0/1."""
     if not examples:
         return torch.empty(0)
-    logits = last_logits(lm, [ex.prompt for ex in examples], intervention)
+    logits = next_token_logits(lm, [ex.prompt for ex in examples], intervention)
     answers = first_token_ids(lm, [ex.answer for ex in examples]).to(logits.device)
     return (logits.argmax(-1) == answers).float().cpu()
 
@@ -178,7 +178,7 @@ def token_rate(lm: LoadedModel, prompts: Sequence[str], token_ids: Sequence[int]
     """Whether the greedy next token is one of ``token_ids`` (e.g. the refusal token, toxic words) → float [n]."""
     if not prompts:
         return torch.empty(0)
-    logits = last_logits(lm, prompts, intervention)
+    logits = next_token_logits(lm, prompts, intervention)
     wanted = torch.as_tensor(list(token_ids) if not isinstance(token_ids, torch.Tensor) else token_ids)
     return torch.isin(logits.argmax(-1).cpu(), wanted.cpu()).float()
 
@@ -188,7 +188,7 @@ def set_prob(lm: LoadedModel, prompts: Sequence[str], token_ids: Sequence[int] |
     """Total next-token probability of ``token_ids`` → float [n] (a smooth companion of :func:`token_rate`)."""
     if not prompts:
         return torch.empty(0)
-    probs = last_logits(lm, prompts, intervention).softmax(-1).cpu()
+    probs = next_token_logits(lm, prompts, intervention).softmax(-1).cpu()
     idx = torch.as_tensor(list(token_ids) if not isinstance(token_ids, torch.Tensor) else token_ids).cpu()
     return probs[:, idx].sum(-1)
 

@@ -68,7 +68,7 @@ _EXPORTS = {
     "unembed": "weights",
 }
 
-__all__ = [*sorted(_EXPORTS), "RunExtraMissing", "require_run_extra"]
+__all__ = [*sorted(_EXPORTS), "RunExtraMissing", "prepare_cli_process", "require_run_extra"]
 
 RUN_EXTRA_HINT = "pip install 'mi-catalog[run]'"
 
@@ -88,6 +88,15 @@ def require_run_extra() -> None:
             missing.append(name)
     if missing:
         raise RunExtraMissing(f"running models needs {' and '.join(missing)}; install with: {RUN_EXTRA_HINT}")
+
+
+def prepare_cli_process() -> None:
+    """What a command that runs models does first: check the run extra (:class:`RunExtraMissing` otherwise), then
+    keep freed memory in the process (:mod:`.allocator`: capturing activations no longer page-faults them back)."""
+    require_run_extra()
+    from mi_catalog.models.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def __getattr__(name: str) -> Any:

@@ -50,7 +50,7 @@ def _number_queries(mapping: dict[str, str]) -> list[tuple[str, str]]:
 
 def _rate(toy, queries: list[tuple[str, str]], intervention: st.Intervention | None) -> float:  # type: ignore[no-untyped-def]
     ids = torch.tensor([toy.token_id(a) for _, a in queries])
-    logits = st.last_logits(toy, [q for q, _ in queries], intervention)
+    logits = st.next_token_logits(toy, [q for q, _ in queries], intervention)
     # Counted exactly: a float32 mean of 3 hits in 10 is 0.30000001, above a "≤ 0.3" bar it meets.
     return int((logits.argmax(-1).cpu() == ids).sum()) / len(queries)
 

@@ -53,7 +53,7 @@ def test_random_directions_on_the_same_heads_do_far_less(toy) -> None:  # type: 
 
 def test_alpha_zero_is_a_no_op_and_the_shift_has_length_alpha_sigma(toy) -> None:  # type: ignore[no-untyped-def]
     shift, prompts, _ = _shift(toy, seed=1)
-    assert torch.equal(st.last_logits(toy, prompts), st.last_logits(toy, prompts, shift.at(toy, 0.0)))
+    assert torch.equal(st.next_token_logits(toy, prompts), st.next_token_logits(toy, prompts, shift.at(toy, 0.0)))
     combined = shift.at(toy, 3.0)
     lengths = {}
     for part in combined.parts:

@@ -49,6 +49,17 @@ def test_criteria_decide_both_ways(summary, agrees: dict[str, float], differs: d
     assert summary(_run(differs))[1] == "differs"
 
 
+def test_knowledge_neurons_upper_half_is_of_the_models_depth_not_of_the_findings() -> None:
+    def neurons(*layers: int) -> list[dict[str, object]]:
+        return [{"object": "neuron", "layer": layer, "index": i, "score": 1.0, "label": f"L{layer}N{i}"}
+                for i, layer in enumerate(layers)]
+
+    shallow = {**_run({}, neurons(3, 4, 5, 5, 5, 2)), "n_layers": 30}  # all in the lower half of 30 blocks
+    assert claims._knowledge_neurons(shallow)[1] == "differs"  # (deepest finding 5 would have called 3–5 "upper")
+    deep = {**_run({}, neurons(20, 25, 29, 3)), "n_layers": 30}
+    assert claims._knowledge_neurons(deep)[1] == "agrees"
+
+
 def test_refusal_is_not_applicable_to_a_model_that_does_not_refuse() -> None:
     run = _run({"refusal_rate_before": 0.0, "refusal_rate_ablated": 0.0, "harmless_refusal_before": 0.0,
                 "harmless_refusal_added": 0.0})  # fmt: skip

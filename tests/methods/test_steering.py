@@ -44,10 +44,10 @@ def _artifacts(lm):  # type: ignore[no-untyped-def]
 def test_every_artifact_changes_the_run_and_restores_the_model(toy, data, kind):  # type: ignore[no-untyped-def]
     artifact = _artifacts(toy)[kind]
     before_state = _state(toy)
-    before = st.last_logits(toy, data.prompts)
-    steered = st.last_logits(toy, data.prompts, artifact)
+    before = st.next_token_logits(toy, data.prompts)
+    steered = st.next_token_logits(toy, data.prompts, artifact)
     assert not torch.allclose(before, steered), "the intervention had no effect"
-    after = st.last_logits(toy, data.prompts)
+    after = st.next_token_logits(toy, data.prompts)
     assert torch.equal(before, after)
     assert all(torch.equal(v, _state(toy)[k]) for k, v in before_state.items())
 
@@ -55,22 +55,22 @@ def test_every_artifact_changes_the_run_and_restores_the_model(toy, data, kind):
 def test_combined_applies_every_part(toy, data):  # type: ignore[no-untyped-def]
     parts = _artifacts(toy)
     both = st.Combined([parts["vector"], parts["units"]])
-    only_vector = st.last_logits(toy, data.prompts, parts["vector"])
-    combined = st.last_logits(toy, data.prompts, both)
+    only_vector = st.next_token_logits(toy, data.prompts, parts["vector"])
+    combined = st.next_token_logits(toy, data.prompts, both)
     assert not torch.allclose(only_vector, combined)
-    assert torch.equal(st.last_logits(toy, data.prompts), st.last_logits(toy, data.prompts, st.Combined([])))
+    assert torch.equal(st.next_token_logits(toy, data.prompts), st.next_token_logits(toy, data.prompts, st.Combined([])))
 
 
 def test_zero_strength_is_a_no_op(toy, data):  # type: ignore[no-untyped-def]
     vec = _artifacts(toy)["vector"].with_coeff(0.0)
-    assert torch.equal(st.last_logits(toy, data.prompts), st.last_logits(toy, data.prompts, vec))
+    assert torch.equal(st.next_token_logits(toy, data.prompts), st.next_token_logits(toy, data.prompts, vec))
     assert float(st.kl_per_prompt(toy, data.prompts, vec).abs().max()) == 0.0
 
 
 def test_batched_equals_unbatched(toy, data):  # type: ignore[no-untyped-def]
     vec = _artifacts(toy)["vector"]
-    whole = st.last_logits(toy, data.prompts, vec, batch_size=64)
-    one_by_one = st.last_logits(toy, data.prompts, vec, batch_size=1)
+    whole = st.next_token_logits(toy, data.prompts, vec, batch_size=64)
+    one_by_one = st.next_token_logits(toy, data.prompts, vec, batch_size=1)
     assert torch.allclose(whole, one_by_one, atol=1e-5)
 
 
@@ -85,10 +85,12 @@ def test_side_effects_of_a_no_op_are_nothing_and_of_a_real_edit_are_visible(toy,
 
 
 def test_improve_reports_means_and_an_interval_around_the_after_mean() -> None:
-    result = st.improve("refusal", "refusal_rate", [1, 1, 1, 0], [0, 0, 1, 0, 0, 0], seed=3)
-    assert result.before == 0.75 and abs(result.after - 1 / 6) < 1e-6
+    result = st.improve("refusal", "refusal_rate", [1, 1, 1, 0], [0, 0, 1, 0, 0, 0], seed=3, goal="decrease")
+    assert result.before == 0.75 and abs(result.after - 1 / 6) < 1e-6 and result.goal == "decrease"
     assert result.interval[0] <= result.after <= result.interval[1]
     assert result.to_dict()["interval"] == [result.interval[0], result.interval[1]]
+    with pytest.raises(TypeError):  # every steerer states its goal
+        st.improve("refusal", "refusal_rate", [1.0], [0.0])  # type: ignore[call-arg]
 
 
 def test_refusal_token_rate_reads_the_planted_refusal(toy, data):  # type: ignore[no-untyped-def]

@@ -289,3 +289,17 @@ def test_server_serves_the_built_folder_on_localhost(fixture_site: BuiltSite) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_results_page_shows_the_committed_real_model_record_with_its_criteria() -> None:
+    from mi_catalog.methods.claims import load_record
+
+    record = load_record("smollm2-135m")
+    assert record is not None, "the SmolLM2 results record is committed (python -m mi_catalog.methods.claims)"
+    text = pages.results_page(record).markdown
+    for row in record["rows"]:
+        assert f"`{row['impl']}`" in text and row["criterion"] in text
+        assert row["found"].replace("|", "\\|") in text
+    assert record["command"] in text
+    assert "No results record" in pages.results_page(None).markdown
+    assert "  - Results: results.md" in mkdocs_yml()  # in the navigation
