@@ -207,6 +207,7 @@ GLOSSARY: dict[str, str] = {
     "steer_strength": "The steering strength chosen on the fit split: scaling factor, direction multiplier (or share projected out), or gradient steps.",
     "steer_units": "Units the steering acts on (heads or neurons; 1 for a whole layer, FFN or the embeddings).",
     "steer_layer": "Layer of the best located unit or of the steered layer; -1 for the token embeddings.",
+    "steer_layers_tried": "Layers the steering was tried at: 1, or every layer the locator could not tell apart from its best (then the layer is chosen with the strength on the fit split).",
     "steer_n_fit": "Steered prompts the strength is chosen on (fit split).",
     "steer_n_test": "Held-out steered prompts the improvement is measured on.",
     "steer_before": "The goal metric (improve.metric) on the held-out prompts, unsteered.",

@@ -12,7 +12,10 @@
    classes at the located site (:class:`SteeringVector`; fairness projects it out, :class:`Projection`);
    targeted optimization takes a few normalised gradient steps on only the units' output weights toward
    the goal's desired tokens (:class:`WeightEdit` — the model is never left changed). The strength is
-   chosen on the fit split and reported on the held-out test split.
+   chosen on the fit split and reported on the held-out test split. When the locator cannot tell layers
+   apart (a probe that is 1.0 at every layer; :func:`_tied_layers`), the steered layer is chosen on the fit
+   split too, by the same sweep at each tied layer — a probe's ties say where a concept is readable, not where
+   adding or removing it works.
 3. **Improve** — the goal of the task (:data:`~.plan.GOALS`) measured before/after with its interval,
    plus the cost (:func:`~.steering.side_effects`: the other tasks' accuracy and KL on neutral prompts).
    Efficiency plans prune the least important located units instead and measure forward-pass time.
@@ -160,6 +163,9 @@ class Located:
     layer: int | None = None  # layer / ffn: the best layer; heads / neurons: the best unit's layer
     ranking: dict[tuple[int | None, int | None], float] = field(default_factory=dict)  # (layer, index) → importance
     note: str = ""
+    # layer / ffn: the layers the locator cannot tell apart from its best (``layer`` first, then the locator's
+    # order); with more than one, the steer stage chooses among them on the fit split (:func:`_steer`)
+    layers: tuple[int, ...] = ()
 
     @property
     def site(self) -> str:
@@ -217,7 +223,29 @@ def locate_units(lm: LoadedModel, findings: Sequence[Finding], obj: str) -> Loca
     if kind == "embed":
         return Located("embed", (), None, {(None, None): 1.0}, note)
     ranking = {(layer, None): score for layer, score in per_layer.items()}
-    return Located(kind, (), best_layer, ranking, note)
+    return Located(kind, (), best_layer, ranking, note, _tied_layers(lm, ranked, obj, best_layer, per_layer))
+
+
+def _tied_layers(lm: LoadedModel, findings: Sequence[Finding], obj: str, best_layer: int,
+                 per_layer: dict[int, float]) -> tuple[int, ...]:  # fmt: skip
+    """The layers whose best finding scores at least the lower end of the top finding's interval (its score
+    when it has none): those the locator cannot tell apart. ``best_layer`` comes first, then the locator's order.
+
+    A saturated locator — a probe that is 1.0 at every layer — ranks its ties by layer number, which says
+    nothing about where steering works; these layers are then compared by steering instead. Findings of the
+    plan's object are used (all findings with a layer when there are none of it)."""
+    usable = [f for f in findings if f.layer is not None and 0 <= f.layer < lm.n_layers]
+    own = [f for f in usable if f.object == obj] or usable
+    if not own:
+        return (best_layer,)
+    best: dict[int, float] = {}
+    for f in own:
+        assert f.layer is not None
+        best[f.layer] = max(best.get(f.layer, float("-inf")), float(f.score))
+    top = max(own, key=lambda f: float(f.score))
+    floor = float(top.score) if top.interval is None else min(float(top.score), float(top.interval[0]))
+    order = sorted(best, key=lambda layer: (-per_layer.get(layer, 0.0), layer))
+    return (best_layer, *(layer for layer in order if layer != best_layer and best[layer] >= floor))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -708,27 +736,47 @@ def run_pipeline(lm: LoadedModel, plan: P.Plan, *, seed: int = 0, n: int | None 
 
 def _steer(lm: LoadedModel, plan: P.Plan, located: Located, task: str, n: int, seed: int, output: Output,
            progress: Progress) -> str:  # fmt: skip
+    """Build the goal, sweep the steerer's strengths (at each tied layer) on the fit split, report the best on the
+    test split with its side effects; returns the summary note."""
     goal = build_goal(lm, task, n, seed)
     steer = str(plan.steer)
-    if steer == "amplitude-manipulation":
-        strengths, make, label = amplitude_candidates(located)
-        how = f"amplitude manipulation scales {located.describe()}"
-    elif steer == "vector-arithmetic":
-        strengths, make, label = vector_candidates(lm, located, goal, output.tensors)
-        if goal.vector_mode == "remove":
-            how = f"the difference-of-means (stereotype) direction projected out of {located.describe()} — fairness " \
-                "removes the direction instead of adding it"  # fmt: skip
-        else:
-            how = f"a difference-of-means direction added at {located.describe()}"
-    else:
-        strengths, make, label = optimization_candidates(lm, located, goal, progress)
-        how = f"a few gradient steps on only the output weights of {located.describe()}"
-    fit_values = []
-    for i, s in enumerate(strengths):
-        progress("strength sweep", i, len(strengths))
-        fit_values.append(float(goal.measure(lm, goal.fit, make(s)).mean()))
-    progress("strength sweep", len(strengths), len(strengths))
-    best = goal.best(fit_values)
+
+    def candidates(
+        at: Located, tensors: dict[str, torch.Tensor]
+    ) -> tuple[list[float], Callable[[float], S.Intervention], str, str]:
+        if steer == "amplitude-manipulation":
+            return (*amplitude_candidates(at), f"amplitude manipulation scales {at.describe()}")
+        if steer == "vector-arithmetic":
+            if goal.vector_mode == "remove":
+                how = f"the difference-of-means (stereotype) direction projected out of {at.describe()} — fairness " \
+                    "removes the direction instead of adding it"  # fmt: skip
+            else:
+                how = f"a difference-of-means direction added at {at.describe()}"
+            return (*vector_candidates(lm, at, goal, tensors), how)
+        return (*optimization_candidates(lm, at, goal, progress),
+                f"a few gradient steps on only the output weights of {at.describe()}")  # fmt: skip
+
+    # A layer the locator cannot single out (tied layers, see _tied_layers): every tied layer is swept and the
+    # (layer, strength) best on the fit split is kept — ties go to the locator's order, then the lower strength.
+    tried = [located] if len(located.layers) < 2 else [replace(located, layer=layer) for layer in located.layers]
+    best_value: float | None = None
+    strengths: list[float] = []
+    for at in tried:
+        scratch: dict[str, torch.Tensor] = {}
+        at_strengths, at_make, at_label, at_how = candidates(at, scratch)
+        fit_values = []
+        for i, s in enumerate(at_strengths):
+            progress("strength sweep", i, len(at_strengths))
+            fit_values.append(float(goal.measure(lm, goal.fit, at_make(s)).mean()))
+        progress("strength sweep", len(at_strengths), len(at_strengths))
+        at_best = goal.best(fit_values)
+        if best_value is None or goal.best([best_value, fit_values[at_best]]) == 1:
+            best_value, best, located = fit_values[at_best], at_best, at
+            strengths, make, label, how, chosen_tensors = at_strengths, at_make, at_label, at_how, scratch
+    output.tensors.update(chosen_tensors)
+    if len(tried) > 1:
+        how += (f" (the locator ranks layers {', '.join(str(at.layer) for at in tried)} alike, so the layer was "
+                f"chosen with the strength on the fit split)")  # fmt: skip
     chosen = make(strengths[best])
     before = goal.measure(lm, goal.test, None)
     per_strength = [goal.measure(lm, goal.test, make(s)) for s in strengths]
@@ -746,6 +794,7 @@ def _steer(lm: LoadedModel, plan: P.Plan, located: Located, task: str, n: int, s
         "steer_strength": float(strengths[best]),
         "steer_units": len(located.units) if located.units else 1,
         "steer_layer": located.layer if located.layer is not None else -1,
+        "steer_layers_tried": len(tried),
         "steer_n_fit": len(goal.fit),
         "steer_n_test": len(goal.test),
         "steer_before": output.improve.before,

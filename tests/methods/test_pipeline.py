@@ -115,6 +115,46 @@ def test_findings_become_units_of_the_plans_object() -> None:
     assert nothing.kind == "ffn" and nothing.note
 
 
+def test_layers_the_locator_cannot_tell_apart_are_all_steering_candidates() -> None:
+    lm = tiny_model("llama", seed=1)
+    n = lm.n_layers
+    saturated = [Finding("residual-stream", layer, None, 1.0, interval=(1.0, 1.0)) for layer in range(n)]
+    located = locate_units(lm, saturated, "residual-stream")
+    assert located.layer == 0 and located.layers == tuple(range(n))  # ranked() puts ties in layer order
+    clear = [Finding("residual-stream", 1, None, 0.9, interval=(0.85, 0.95)),
+             Finding("residual-stream", 0, None, 0.6, interval=(0.5, 0.7))]  # fmt: skip
+    assert locate_units(lm, clear, "residual-stream").layers == (1,)
+    within = [Finding("residual-stream", 1, None, 0.9, interval=(0.8, 0.95)),
+              Finding("residual-stream", 0, None, 0.85, interval=(0.7, 0.9))]  # fmt: skip
+    assert locate_units(lm, within, "ffn").layers == (1, 0)
+    no_interval = [Finding("residual-stream", 1, None, 0.9), Finding("residual-stream", 0, None, 0.85)]
+    assert locate_units(lm, no_interval, "residual-stream").layers == (1,)
+
+
+def test_tied_layers_are_chosen_by_steering_on_the_fit_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every layer tied, the steered layer is the one whose best strength does best on the fit split."""
+    from dataclasses import replace
+
+    from mi_catalog.methods import pipeline as pl
+    from mi_catalog.methods.contract import Output
+
+    lm = tiny_model("llama", seed=1)
+    tied = [Finding("residual-stream", layer, None, 1.0, interval=(1.0, 1.0)) for layer in range(lm.n_layers)]
+    monkeypatch.setattr(pl, "_locate", lambda *_args: ("linear-probe", Output(metrics={}, findings=tied)))
+    plan = P.plan_pipeline("residual-stream", "probing", "vector-arithmetic", "facts", discover_impls())
+    result = run_pipeline(lm, plan, seed=0, n=8)
+    m = result.output.metrics
+    assert m["steer_layers_tried"] == lm.n_layers
+    goal = build_goal(lm, "facts", 8, 0)
+    located = locate_units(lm, tied, "residual-stream")
+    best_by_layer = []
+    for layer in range(lm.n_layers):
+        strengths, make, _ = pl.vector_candidates(lm, replace(located, layer=layer), goal, {})
+        best_by_layer.append(max(float(goal.measure(lm, goal.fit, make(s)).mean()) for s in strengths))
+    assert best_by_layer[int(m["steer_layer"])] == max(best_by_layer)
+    assert "alike, so the layer was chosen" in result.output.notes[0]
+
+
 @pytest.mark.parametrize("task", ["refusal", "toxicity", "language", "facts", "icl", "sentiment", "induction"])
 def test_toy_goals_measure_what_the_table_says(toy, task: str) -> None:  # type: ignore[no-untyped-def]
     goal = build_goal(toy, task, 16, seed=0)
