@@ -29,8 +29,19 @@ none, see ``_contrast``); "shuffle" permutes each prompt's tokens (all but the f
 induction task the two find different circuits, as they should: the task's contrast changes only the token to
 be copied, so the top edges are the value path (embed → attn L0, current-token heads L0H2/L0H0 → attn L1, the
 induction heads L1H0–H3 → logits); shuffling also breaks the key path, and the previous-token head's edge
-L0H3 → attn L1 enters the top edges (ranks 5–16 of 105 at n = 8 — EAP underrates it: exact patching of that
-edge costs far more than its first-order score, the attention-saturation failure AtP* corrects).
+L0H3 → attn L1 enters the top edges (ranks 8–16 of 105 at n = 8 on most seeds, but 40 and 47 on two — EAP
+underrates it: exact patching of that edge costs far more than its first-order score, the attention-saturation
+failure AtP* and EAP-IG correct; see ``ig_steps`` below).
+
+EAP-IG (``Spec.ig_steps`` = k > 0; Hanna, Pezzelle & Belinkov, *Have Faith in Faithfulness*, 2024): the
+gradient in the score is averaged over k runs whose input embeddings go from the corrupt run's to the clean
+run's in equal steps (α = 1/k … 1; integrated gradients on the inputs) instead of taken at the clean run alone.
+It corrects exactly that failure: on the recipe-v2 toy, shuffled induction prompts (n = 8, seeds 0–7), plain
+EAP scores L0H3 → attn L1 about 0 (−0.002 of the gap at seeds 2 and 5, ranks 40 and 47) while patching that
+one edge costs 0.46–0.65 of the gap (rank 1–2 by exact patching); with k = 5 EAP-IG ranks it second, after
+embed → attn L0, as exact patching does. The embedding's edges then add up to clean − corrupt (integrated
+gradients' completeness, up to the k-step Riemann sum; tested). k = 0 (the default) is the paper's EAP; k = 1
+is the same number. Cost: k forward + backward passes instead of one.
 
 Simplifications: heads are not separate downstream nodes (no per-head q/k/v inputs), so an edge into
 attention layer l reads "into all heads of layer l"; no pruning of nodes left dangling; the faithfulness
@@ -86,6 +97,7 @@ class Spec:
     top_edges: int = 20  # edges reported as findings
     corruption: str = "task"  # "task": the examples' contrast prompts (noise without them); "shuffle": permuted prompts
     noise_scale: float = 3.0  # only when the task has no contrast prompts (subject-embedding noise, × std(W_E))
+    ig_steps: int = 0  # 0: EAP (the gradient at the clean run); k > 0: EAP-IG, averaged over k interpolated inputs
 
 
 @dataclass(frozen=True)
@@ -214,17 +226,19 @@ class EdgeScores:
     grads: dict[Node, torch.Tensor]  # ∂(Σ metric)/∂(input of d) at the clean run, [batch, pos, d_model] per node
 
 
-def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph) -> EdgeScores:
-    """One corrupt forward, one clean forward + backward → every edge's score per prompt."""
-    sites = upstream_sites(lm)
-    with pair.corrupted(lm), capture(lm, sites) as corrupt_cache:
-        corrupt_logits = lm.logits(pair.corrupt)
+def _node_grads(lm: LoadedModel, pair: Contrast, graph: Graph,
+                embed: torch.Tensor | None = None) -> tuple[dict[Node, torch.Tensor], torch.Tensor]:  # fmt: skip
+    """∂(Σ metric)/∂(input of d) for every downstream node d on the clean prompts — with the input embeddings
+    replaced by ``embed`` [batch, pos, d_model] when given — and the run's logits."""
     shape = (*pair.clean.input_ids.shape, lm.d_model)
     param = next(lm.model.parameters())
     leaves = {
         d: torch.zeros(shape, dtype=param.dtype, device=param.device, requires_grad=True) for d in graph.downstream
     }
-    with torch.enable_grad(), capture(lm, sites) as clean_cache, edit(lm, _edits(lm, lambda d, _seen: leaves[d])):
+    edits = _edits(lm, lambda d, _seen: leaves[d])
+    if embed is not None:  # registered first, so the δ of attention L0 is added to the replaced embeddings
+        edits = [("resid_pre.0", lambda x, _s: embed.to(device=x.device, dtype=x.dtype)), *edits]
+    with torch.enable_grad(), edit(lm, edits):
         logits = lm.forward(pair.clean).logits
         value = pair.metric(logits).sum()
         grads = torch.autograd.grad(value, [leaves[d] for d in graph.downstream], allow_unused=True)
@@ -232,6 +246,27 @@ def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph) -> EdgeScores:
         d: (torch.zeros(shape) if g is None else g.detach().float().cpu())
         for d, g in zip(graph.downstream, grads, strict=True)
     }
+    return grad, logits.detach()
+
+
+def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph, ig_steps: int = 0) -> EdgeScores:
+    """One corrupt forward, one clean forward + backward → every edge's score per prompt; with ``ig_steps`` = k > 0
+    (EAP-IG) the gradient is the mean over k backward passes at embeddings corrupt + α (clean − corrupt), α = i/k."""
+    if ig_steps < 0:
+        raise ValueError(f"ig_steps={ig_steps}; use 0 (EAP) or a positive number of integration steps (EAP-IG)")
+    sites = upstream_sites(lm)
+    with pair.corrupted(lm), capture(lm, sites) as corrupt_cache:
+        corrupt_logits = lm.logits(pair.corrupt)
+    with capture(lm, sites) as clean_cache:
+        grad, logits = _node_grads(lm, pair, graph)
+    if ig_steps > 0:
+        e0, e1 = corrupt_cache["resid_pre.0"].float(), clean_cache["resid_pre.0"].float()
+        total = {d: g / ig_steps for d, g in grad.items()}  # α = 1 is the clean run's gradient, already taken
+        for i in range(1, ig_steps):
+            step, _ = _node_grads(lm, pair, graph, e0 + (i / ig_steps) * (e1 - e0))
+            for d in total:
+                total[d] += step[d] / ig_steps
+        grad = total
     delta = {s: clean_cache[s].float().cpu() - corrupt_cache[s].float().cpu() for s in sites}
     w_o = {layer: W_O(lm, layer).detach().float().cpu() for layer in range(lm.n_layers)}  # [H, d_head, d_model]
     columns = []
@@ -247,7 +282,7 @@ def score_edges(lm: LoadedModel, pair: Contrast, graph: Graph) -> EdgeScores:
             s = (dz * (g @ w_o[u.layer][u.head].T)).sum(dim=(1, 2))
         columns.append(s)
     with torch.no_grad():
-        clean_metric = pair.metric(logits.detach()).float().cpu()
+        clean_metric = pair.metric(logits).float().cpu()
         corrupt_metric = pair.metric(corrupt_logits).float().cpu()
     acts = {s: corrupt_cache[s] for s in sites}
     return EdgeScores(torch.stack(columns, dim=1), clean_metric, corrupt_metric, acts, grad)
@@ -304,7 +339,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     grid = k_grid(len(graph.edges))
     total_steps = 1 + len(grid)
     data.progress("edge attribution patching", 0, total_steps)
-    es = score_edges(lm, pair, graph)
+    es = score_edges(lm, pair, graph, spec.ig_steps)
     data.progress("edge attribution patching", 1, total_steps)
     gap = float((es.clean - es.corrupt).mean())
     norm = gap if abs(gap) > 1e-6 else 1.0
@@ -407,6 +442,12 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         notes=[
             f"Reproduces EAP (Syed et al. 2023) with per-layer downstream nodes (all heads of a layer share their "
             f"input node), metric = {pair.metric_name}, corruption = {corruption}; faithfulness patches every "
-            f"edge outside the top k from the corrupt run (exact edge patching, one forward per k).",
+            f"edge outside the top k from the corrupt run (exact edge patching, one forward per k)."
+            + (
+                f" Scores by EAP-IG (Hanna et al. 2024): gradients averaged over {spec.ig_steps} inputs interpolated "
+                f"from the corrupt to the clean embeddings."
+                if spec.ig_steps
+                else ""
+            ),
         ],
     )

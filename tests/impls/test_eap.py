@@ -101,18 +101,76 @@ def test_toy_induction_circuit(toy, seed: int) -> None:  # type: ignore[no-untyp
     assert abs(curve.series["faithfulness"][0]) < 0.02 and abs(curve.series["faithfulness"][-1] - 1) < 0.02  # type: ignore[union-attr]
 
 
+def _shuffled_induction_cases() -> list:  # type: ignore[type-arg]
+    """(seed, ig_steps): plain EAP (0) and EAP-IG (5) on the same 8 seeds; plain EAP's misses are strict xfails."""
+    misses = {2: (40, 0.46), 5: (47, 0.65)}  # seed → (plain EAP's rank of the edge, its exact-patching cost ÷ gap)
+    cases = []
+    for ig_steps in (0, 5):
+        for seed in range(8):
+            marks = []
+            if ig_steps == 0 and seed in misses:
+                rank, cost = misses[seed]
+                marks = [pytest.mark.xfail(strict=True, reason=(
+                    f"recipe-v2 toy: plain EAP scores L0H3→attn L1 at about 0 (-0.002 of the gap, rank {rank}) while "
+                    f"patching that one edge costs {cost} of the gap (rank 1): its first-order gradient is taken "
+                    "through a saturated softmax. EAP-IG (ig_steps=5) ranks it 2nd at every seed."))]  # fmt: skip
+            cases.append(pytest.param(seed, ig_steps, marks=marks, id=f"seed{seed}-ig{ig_steps}"))
+    return cases
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_shuffled_induction_finds_the_previous_token_head_too(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+def test_exact_patching_ranks_the_previous_token_edge_first_on_shuffled_induction(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """The ground truth for the test below, by exact single-edge patching (not by any attribution score)."""
+    examples = toy.tasks.examples("induction", 8, seed)
+    pair = make_contrast(toy, examples, seed, corruption="shuffle")
+    graph = eap.build_graph(toy)
+    scores = eap.score_edges(toy, pair, graph)
+    every = set(range(len(graph.edges)))
+    cost = torch.tensor(
+        [float((scores.clean - eap.run_with_edges(toy, pair, graph, every - {i}, scores.corrupt_acts)).mean())
+         for i in range(len(graph.edges))]
+    )  # fmt: skip
+    labels = [f"{u.label}→{d.label}" for u, d in graph.edges]
+    order = cost.abs().argsort(descending=True).tolist()
+    assert order.index(labels.index(f"{PREVIOUS_TOKEN_HEAD}→attn L1")) <= 2, [labels[i] for i in order[:5]]
+
+
+@pytest.mark.parametrize(("seed", "ig_steps"), _shuffled_induction_cases())
+def test_shuffled_induction_finds_the_previous_token_head_too(toy, seed: int, ig_steps: int) -> None:  # type: ignore[no-untyped-def]
     """The task's contrast changes only the copied token (the value path); shuffling the prompt also breaks the
     key path, where the previous-token head L0H3 feeds the induction heads (K-composition). EAP underrates
-    that edge (the key path goes through a saturated softmax; measured ranks 5–16 of 105 at n=8), so the
-    bar is: inside the top 20 edges and inside the faithful circuit."""
-    out = run_on(toy, "induction", 8, seed, corruption="shuffle", top_edges=105)
+    that edge (the key path goes through a saturated softmax; ranks 8–16 of 105 at n=8 on most seeds, 40 and 47
+    on two), so the bar is: inside the top 20 edges and inside the faithful circuit."""
+    out = run_on(toy, "induction", 8, seed, corruption="shuffle", top_edges=105, ig_steps=ig_steps)
     labels = edge_labels(out, 105)
     rank = labels.index(f"{PREVIOUS_TOKEN_HEAD}→attn L1")
     assert rank < min(20, out.metrics["circuit_edges"]), (rank, labels[:20])
     assert len({label.split("→")[0] for label in labels[:12]} & INDUCTION_HEADS) >= 3, labels[:12]
     assert 0 < out.metrics["circuit_edges"] <= 0.5 * out.metrics["n_edges"]
+
+
+def test_ig_with_one_step_is_eap(tiny) -> None:  # type: ignore[no-untyped-def]
+    examples = tiny.tasks.examples("induction", 3, 0)
+    pair = make_contrast(tiny, examples, 0)
+    graph = eap.build_graph(tiny)
+    torch.testing.assert_close(eap.score_edges(tiny, pair, graph, 1).scores, eap.score_edges(tiny, pair, graph).scores)
+    with pytest.raises(ValueError, match="ig_steps"):
+        eap.score_edges(tiny, pair, graph, -1)
+
+
+def test_ig_embedding_edges_add_up_to_the_gap(toy) -> None:  # type: ignore[no-untyped-def]
+    """Integrated gradients' completeness: every node reads the embeddings, so the embedding's edges sum to the
+    path integral of the metric's gradient from the corrupt to the clean embeddings, i.e. clean − corrupt per
+    prompt. Plain EAP's first-order sum misses most of it on the toy (the saturation EAP-IG corrects)."""
+    examples = toy.tasks.examples("induction", 3, 0)
+    pair = make_contrast(toy, examples, 0)
+    graph = eap.build_graph(toy)
+    embed = [i for i, (u, _d) in enumerate(graph.edges) if u.kind == "embed"]
+    ig = eap.score_edges(toy, pair, graph, 32)
+    gap = ig.clean - ig.corrupt
+    torch.testing.assert_close(ig.scores[:, embed].sum(1), gap, rtol=0.02, atol=1e-3)
+    plain = eap.score_edges(toy, pair, graph).scores[:, embed].sum(1)
+    assert float((plain - gap).abs().max()) > 0.5 * float(gap.abs().min())
 
 
 def test_toy_facts_circuit_is_faithful_with_a_subset_of_edges(toy) -> None:  # type: ignore[no-untyped-def]
