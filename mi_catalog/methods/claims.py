@@ -220,13 +220,29 @@ def measure(model: str = "smollm2-135m", progress: Callable[[str], None] = lambd
     for i, claim in enumerate(CLAIMS, 1):
         progress(f"[{i}/{len(CLAIMS)}] {claim.impl} on {claim.task}")
         start = time.perf_counter()
-        run = {**run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict(),
-               "n_layers": lm.n_layers}  # fmt: skip
+        run = compact({**run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict(),
+                       "n_layers": lm.n_layers})  # fmt: skip
         found, verdict = claim.summary(run)
         rows.append({"impl": claim.impl, "task": claim.task, "paper": claim.paper, "claim": claim.claim,
                      "criterion": claim.criterion, "found": found, "verdict": verdict, "n": claim.n,
                      "seconds": round(time.perf_counter() - start, 1), "run": run})  # fmt: skip
     return {"model": lm.name, "command": f"python -m mi_catalog.methods.claims --model {model}", "rows": rows}
+
+
+FINDINGS_KEPT = 50  # per object kind; the summaries read at most the top 10
+
+
+def compact(run: dict[str, Any], keep: int = FINDINGS_KEPT) -> dict[str, Any]:
+    """The run as recorded: its top ``keep`` findings of each object kind (ranked lists stay ranked) and the
+    total in ``n_findings``. A neuron-level run lists every neuron of the model (46k on SmolLM2); the record
+    ships inside the package."""
+    seen: dict[str, int] = {}
+    kept = []
+    for finding in run["findings"]:
+        seen[finding["object"]] = seen.get(finding["object"], 0) + 1
+        if seen[finding["object"]] <= keep:
+            kept.append(finding)
+    return {**run, "findings": kept, "n_findings": len(run["findings"])}
 
 
 def record_path(model: str) -> Path:

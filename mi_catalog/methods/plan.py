@@ -616,7 +616,9 @@ def markdown_tables(impls: Iterable[str] = ()) -> str:
             chosen = next((i for i in loc.impls if i in available), loc.impls[0]) if available else loc.impls[0]
             cells.append(f"`{chosen}`" + ("" if loc.exact else " †"))
         lines.append(f"| {obj} | " + " | ".join(cells) + " |")
-    lines += ["", "Steer (generic steerers over the located units; the strength is chosen on the fit split):", "",
+    lines += ["", "Steer (generic steerers over the located units; the strength is chosen on the fit split — and so is the "
+              "layer when the locator cannot tell layers apart, e.g. a probe at 1.0 on every layer: each such layer "
+              "is swept and `steer_layers_tried` says how many):", "",
               "| steering | what the pipeline does |", "|---|---|"]  # fmt: skip
     lines += [f"| {steer} | {text} |" for steer, text in STEERER_TEXT.items()]
     lines += ["| *(efficiency)* | prune the least important located heads, neurons or layers (25/50/75 %), keep the "

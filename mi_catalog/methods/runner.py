@@ -226,10 +226,12 @@ def select_examples(lm: Any, info: ImplInfo, task: str | None, n: int, seed: int
         examples = source.examples(chosen, n, seed)
         described = str(prompts_file)
     else:
-        chosen = task or info.tasks[0]
+        available = lm.tasks.tasks()
+        # Default: the implementation's first task this model has data for (the toy's "language" or the
+        # English sets' "multilingual"), so `run IMPL --model M` works wherever some supported task exists.
+        chosen = task or next((t for t in info.tasks if t in available), info.tasks[0])
         if chosen not in info.tasks:
             raise RunError(f"{info.id} does not support task {chosen!r}; it supports: {', '.join(info.tasks)}")
-        available = lm.tasks.tasks()
         if chosen not in available:
             raise RunError(f"model {lm.name!r} has no task data for {chosen!r}; available: {', '.join(available)} "
                            "(or pass --prompts FILE.jsonl)")  # fmt: skip

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mi_catalog.methods.data import RunData
+from mi_catalog.models.hooks import capture, patch
 from reference_impls import eap
 from reference_impls._contrast import make_contrast
 
@@ -178,3 +179,42 @@ def test_toy_facts_circuit_is_faithful_with_a_subset_of_edges(toy) -> None:  # t
     assert 0 < out.metrics["circuit_edges"] <= 0.6 * out.metrics["n_edges"]
     top = edge_labels(out, 5)
     assert any(label.startswith("MLP") for label in top), top  # facts are recalled through the FFNs
+
+
+def _exact_head_restoration(lm, pair, layer: int, head: int, clean_heads) -> float:  # type: ignore[no-untyped-def]
+    """Share of the clean − corrupt gap restored by patching one head's clean output into the corrupt run."""
+    clean = pair.metric(lm.logits(pair.clean))
+    corrupt = pair.metric(lm.logits(pair.corrupt))
+    with patch(lm, f"head_out.{layer}", clean_heads, heads=[head]):
+        patched = pair.metric(lm.logits(pair.corrupt))
+    return float((patched - corrupt).mean() / (clean - corrupt).mean())
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_head_ranking_follows_exact_head_patching(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """EAP's head findings against the causal ground truth: patching each head's clean output alone.
+
+    On the induction contrast (the copied token changed) the layer-0 heads L0H2 and L0H0 rank with the induction
+    heads, often first: they write the copied token's identity at its own position, where the induction heads
+    read it (the value path), and patching either alone restores 0.26–0.63 of the gap — more than any single
+    induction head (0.07–0.33; the four are redundant); every other head restores < 0.05 (seeds 0–9). So the top
+    of EAP's head ranking is the value path *and* the induction heads, which is what exact patching says."""
+    examples = toy.tasks.examples("induction", 8, seed)
+    out = eap.run(toy, eap.Spec(n=8, seed=seed), RunData(task="induction", examples=examples, seed=seed))
+    pair = make_contrast(toy, examples, seed)
+    with capture(toy, [f"head_out.{layer}" for layer in range(toy.n_layers)]) as clean_heads:
+        toy.logits(pair.clean)
+    exact = {
+        f"L{layer}H{head}": _exact_head_restoration(toy, pair, layer, head, clean_heads)
+        for layer in range(toy.n_layers)
+        for head in range(toy.n_heads)
+    }
+    by_exact = sorted(exact, key=lambda label: -abs(exact[label]))
+    by_eap = [f.label for f in out.findings if f.object == "attention-head"]
+    assert set(by_exact[:6]) == INDUCTION_HEADS | {"L0H0", "L0H2"}, exact  # the ground truth itself
+    assert all(abs(exact[label]) < 0.05 for label in by_exact[6:]), exact
+    # EAP's first-order scores put all six within its top 7 (measured at seeds 0-9: one slot of slack, taken at
+    # seed 9 by the previous-token head L0H3, whose key-path effect the linearisation overrates).
+    assert set(by_exact[:6]) <= set(by_eap[:7]), [
+        (label, round(exact[label], 2), by_eap.index(label)) for label in by_exact[:6]
+    ]

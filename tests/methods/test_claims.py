@@ -81,3 +81,22 @@ def test_readme_shows_the_committed_record() -> None:
     block = re.search(r"<!-- claims:start -->\n(.*?)<!-- claims:end -->", readme, re.S)
     assert block is not None, "README lacks the claims table markers"
     assert block.group(1) == claims.render_markdown(record)
+
+
+def test_compact_keeps_the_top_findings_of_each_kind_in_rank_order() -> None:
+    findings = [{"object": "neuron" if i % 3 else "attention-head", "layer": i, "index": i, "score": -i}
+                for i in range(12)]  # fmt: skip
+    run = claims.compact(_run({}, findings), keep=2)
+    assert [f["layer"] for f in run["findings"]] == [0, 1, 2, 3]  # heads 0, 3; neurons 1, 2
+    assert run["n_findings"] == 12
+
+
+def test_committed_verdicts_follow_from_the_recorded_runs() -> None:
+    """The record keeps only each run's top findings: enough for every row's summary to re-derive exactly."""
+    record = claims.load_record("smollm2-135m")
+    if record is None:
+        pytest.skip("no SmolLM2 record committed")
+    by_row = {(c.impl, c.task): c for c in claims.CLAIMS}
+    for row in record["rows"]:
+        assert len(row["run"]["findings"]) <= claims.FINDINGS_KEPT * 4, row["impl"]
+        assert by_row[(row["impl"], row["task"])].summary(row["run"]) == (row["found"], row["verdict"]), row["impl"]

@@ -10,7 +10,8 @@ from zoo_fixtures import REAL_MODEL_NAME
 
 from mi_catalog.data import english
 
-SIZES = {"facts": 40, "induction": 40, "ioi": 40, "refusal": 60, "sentiment": 40, "multilingual": 42, "toxicity": 60}
+SIZES = {"facts": 40, "induction": 40, "ioi": 40, "refusal": 60, "sentiment": 40, "multilingual": 42, "toxicity": 60,
+         "icl": 36}  # fmt: skip
 
 
 @pytest.mark.parametrize("task", english.TASKS)
@@ -48,6 +49,7 @@ def test_ioi_corruption_flips_the_answer() -> None:
         ("toxicity", {"toxic": 30, "nice": 30}),
         ("multilingual", {c: 7 for c in ("en", "fr", "es", "de", "it", "pt")}),
         ("ioi", {"ABBA": 24, "BABA": 16}),
+        ("icl", {"antonym": 12, "capital": 12, "past_tense": 12}),
     ],
 )
 def test_labels_are_balanced(task: str, labels: dict[str, int]) -> None:
@@ -86,6 +88,19 @@ def test_induction_is_deterministic_and_repeats() -> None:
         shown = row["meta"]["repeat_shown"]
         assert words[n : n + shown] == words[:shown] and row["answer"] == " " + words[shown]
         assert len(row["corrupt_prompt"].split()) == len(words)
+
+
+def test_icl_prompts_are_demonstration_lists_of_their_own_task() -> None:
+    """Each prompt is "x -> y , … , query ->" (the shape function-vectors parses) with 4 demonstrations of the
+    row's task, none of them the query itself."""
+    from reference_impls.function_vectors import parse_icl
+
+    for row in english.load("icl"):
+        parsed = parse_icl(row["prompt"], "->", ",")
+        assert parsed is not None, row["prompt"]
+        demos, query = parsed
+        assert query == row["meta"]["query"] and len(demos) == row["meta"]["n_demos"] == 4
+        assert query not in [x for x, _ in demos] and row["meta"]["icl_task"] == row["label"]
 
 
 def test_is_refusal() -> None:

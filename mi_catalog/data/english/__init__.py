@@ -21,8 +21,8 @@ from typing import Any
 DATA_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = DATA_DIR / "results"
 
-FILE_TASKS = ("facts", "ioi", "refusal", "sentiment", "multilingual", "toxicity")
-TASKS = ("facts", "induction", "ioi", "refusal", "sentiment", "multilingual", "toxicity")
+FILE_TASKS = ("facts", "ioi", "refusal", "sentiment", "multilingual", "toxicity", "icl")
+TASKS = ("facts", "induction", "ioi", "refusal", "sentiment", "multilingual", "toxicity", "icl")
 
 REQUIRED = ("prompt", "answer")
 OPTIONAL_TYPES: dict[str, type] = {
