@@ -29,10 +29,11 @@ none, see ``_contrast``); "shuffle" permutes each prompt's tokens (all but the f
 induction task the two find different circuits, as they should: the task's contrast changes only the token to
 be copied, so the top edges are the value path (embed → attn L0, current-token heads L0H2/L0H0 → attn L1, the
 induction heads L1H0–H3 → logits); shuffling also breaks the key path, and the previous-token head's edge
-L0H3 → attn L1 enters the top edges (ranks 5–16 of 105 at n = 8 — EAP underrates it: exact patching of that
-edge costs far more than its first-order score, the attention-saturation failure AtP* and EAP-IG correct; see ``ig_steps`` below). A head's finding scores the sum of its outgoing edges' |scores|;
+L0H3 → attn L1 enters the top edges (ranks 8–16 of 105 at n = 8 on most seeds, but 40 and 47 on two — EAP
+underrates it: exact patching of that edge costs far more than its first-order score, the attention-saturation
+failure AtP* and EAP-IG correct; see ``ig_steps`` below). A head's finding scores the sum of its outgoing edges' |scores|;
 the head ranking therefore starts with the value path, L0H2/L0H0, then the induction heads, and exact patching
-agrees: patching L0H2's clean output alone restores 0.45–0.60 of the gap, each induction head 0.06–0.34 (the four
+agrees: patching L0H2's clean output alone restores 0.47–0.63 of the gap, each induction head 0.07–0.33 (the four
 are redundant), every other head < 0.05 (test, seeds 0–9).
 
 EAP-IG (``Spec.ig_steps`` = k > 0; Hanna, Pezzelle & Belinkov, *Have Faith in Faithfulness*, 2024): the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,35 @@ def register(subparsers: Any) -> None:
     commands = toy.add_subparsers(dest="toy_command", metavar="TOY_COMMAND")
     commands.required = True
 
-    train = commands.add_parser("train", help="train a toy model from scratch and write its checkpoint and card")
+    train = commands.add_parser(
+        "train",
+        help="train a toy model (the shipped recipe v2: the shipped v1 model, continued on the v2 mixture) "
+        "and write its checkpoint and card",
+    )
     train.add_argument(
         "--out", metavar="DIR", default="toy-checkpoint", help="output folder (default: ./toy-checkpoint)"
     )
-    train.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
+    train.add_argument(
+        "--steps", type=int, default=None, help="training steps of the last stage (default: the recipe's)"
+    )
+    train.add_argument(
+        "--base-from-scratch",
+        action="store_true",
+        help="train the base (recipe v1) from scratch first instead of continuing the packaged, sha256-pinned "
+        "v1 weights (automatic for a seed other than theirs; on another machine it gives another v1)",
+    )
+    train.add_argument(
+        "--base-steps",
+        type=int,
+        default=None,
+        help="training steps of the base stage (implies --base-from-scratch; default: the recipe's)",
+    )
+    train.add_argument(
+        "--base",
+        metavar="DIR",
+        default=None,
+        help="continue from this checkpoint of the base recipe (same seed and settings) instead",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--no-card", action="store_true", help="skip measuring mechanisms and writing card.json")
     train.set_defaults(func=run_train)
@@ -48,16 +73,47 @@ def _require_run_extras() -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     _require_run_extras()
-    from mi_catalog.toy.ship import ship
-    from mi_catalog.toy.train import Recipe, train
+    from dataclasses import replace
 
-    if args.steps is not None and args.steps < 1:
-        raise CliError("--steps must be at least 1", 2)
-    recipe = Recipe(seed=args.seed) if args.steps is None else Recipe(seed=args.seed, steps=args.steps)
+    from mi_catalog.toy.ship import ship
+    from mi_catalog.toy.train import Recipe, packaged_base_seed, train
+
+    for flag, value in (("--steps", args.steps), ("--base-steps", args.base_steps)):
+        if value is not None and value < 1:
+            raise CliError(f"{flag} must be at least 1", 2)
+    recipe = Recipe(seed=args.seed)
+    if args.steps is not None:
+        recipe = replace(recipe, steps=args.steps)
+    base_dir = Path(args.base) if args.base else None
+    if base_dir is not None and not (base_dir / "model.safetensors").is_file():
+        raise CliError(f"--base: no toy checkpoint (model.safetensors) in {base_dir}", 2)
+    from_scratch = args.base_from_scratch or args.base_steps is not None
+    if base_dir is None and not from_scratch and recipe.base is not None:
+        pinned_seed = packaged_base_seed(recipe.base.recipe_version)
+        if pinned_seed != args.seed:
+            print(
+                f"the packaged recipe v{recipe.base.recipe_version} weights are seed {pinned_seed}'s: "
+                f"training the base from scratch with seed {args.seed} first",
+                file=sys.stderr,
+            )
+            from_scratch = True
+    if recipe.base is not None and (from_scratch or base_dir is not None):
+        base = recipe.base if args.base_steps is None else replace(recipe.base, steps=args.base_steps)
+        recipe = replace(recipe, base=base, base_weights_sha256=None)
     out = Path(args.out)
-    model = train(recipe, out_dir=out, progress=True)
+    try:
+        model = train(recipe, out_dir=out, progress=True, base_dir=base_dir)
+    except ValueError as err:  # a base checkpoint of another recipe
+        raise CliError(str(err), 2) from err
     training = dict(model.config.toy_training)
-    print(f"trained {recipe.steps} steps in {training['train_seconds']:.0f} s → {out}")
+    record = training.get("base") or {}
+    if not record:
+        start = ""
+    elif from_scratch:
+        start = f"recipe v{record['recipe_version']} from scratch ({record['steps']} steps), then "
+    else:
+        start = f"continuing recipe v{record['recipe_version']} weights {record['weights_sha256'][:12]}…, "
+    print(f"trained {start}{recipe.steps} steps in {training['train_seconds']:.0f} s → {out}")
     if not args.no_card:
         card = ship(out, training)
         for task, accuracy in card["accuracies"].items():

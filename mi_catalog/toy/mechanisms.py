@@ -12,6 +12,12 @@
   zero-shot prompt, per layer (Hendel et al.'s task vectors).
 * ``neuron_selectivity`` — MLP neurons that fire for one word class (a language,
   toxic words) far more than for others.
+* ``planted_bias`` — the planted profession → pronoun stereotype: how far p(he) vs
+  p(she) leans to the stereotype on ambiguous mentions, accuracy on mentions with a
+  stated gender, and per layer what projecting out the difference-in-means
+  stereotype direction does to both (a fairness intervention).
+* ``persona_steering`` — CAA-style persona vectors (persona minus "persona : none"
+  residual at the last position), added per layer to prompts without a persona.
 
 Each function returns plain JSON-able data; ``measure_all`` bundles them.
 """
@@ -23,7 +29,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mi_catalog.tasks import POSITION_GROUPS, position_group
-from mi_catalog.toy.tasks import PLANTED, content_words, examples
+from mi_catalog.toy.tasks import (
+    BIAS_TEMPLATES,
+    NO_PERSONA,
+    PERSONA_INTENTS,
+    PERSONAS,
+    PLANTED,
+    bias_prompt,
+    content_words,
+    examples,
+    persona_prompt,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +96,9 @@ def _mean_attention(attentions: Any, queries: Any, keys: Any) -> list[list[float
     ]
 
 
-def induction_scores(model: Any, tokenizer: Any = None, n: int = 32, length: int = 12, seed: int = 0) -> list[list[float]]:
+def induction_scores(
+    model: Any, tokenizer: Any = None, n: int = 32, length: int = 12, seed: int = 0
+) -> list[list[float]]:
     """``scores[layer][head]``: mean attention from the second copy of a random sequence to "next of previous"."""
     import torch
 
@@ -165,7 +183,9 @@ def causal_trace(
 
             return fn
 
-        noised_batch = Batch(clean_batch.input_ids.repeat(noise_samples, 1), clean_batch.attention_mask.repeat(noise_samples, 1))
+        noised_batch = Batch(
+            clean_batch.input_ids.repeat(noise_samples, 1), clean_batch.attention_mask.repeat(noise_samples, 1)
+        )
         with edit(lm, [("embed", add_noise(1))]):
             noised = float(lm.logits(noised_batch)[:, -1].softmax(-1)[:, answer].mean())
         p_clean = float(clean_probs[answer])
@@ -311,7 +331,10 @@ def neuron_selectivity(model: Any, tokenizer: Any = None, threshold: float = 0.5
         width = gap.shape[1]
         result[name] = {
             "count_by_layer": [int((gap[layer] > threshold).sum()) for layer in range(gap.shape[0])],
-            "top": [[int(i) // width, int(i) % width, round(float(v), 3)] for v, i in zip(top.values, top.indices, strict=True)],
+            "top": [
+                [int(i) // width, int(i) % width, round(float(v), 3)]
+                for v, i in zip(top.values, top.indices, strict=True)
+            ],
             "n_selective": len(selective),
         }
     return result
@@ -373,12 +396,148 @@ def task_vector_by_layer(model: Any, tokenizer: Any = None, n: int = 40, seed: i
                 patched.append(accuracy(_predict(lm, prompts)))
         by_task[task] = {"zero_shot": accuracy(_predict(lm, prompts)), "patched_by_layer": patched}
     mean_by_layer = [
-        round(sum(t["patched_by_layer"][layer] for t in by_task.values()) / len(by_task), 3) for layer in range(lm.n_layers)
+        round(sum(t["patched_by_layer"][layer] for t in by_task.values()) / len(by_task), 3)
+        for layer in range(lm.n_layers)
     ]
     return {
         "by_task": by_task,
         "zero_shot_accuracy": round(sum(t["zero_shot"] for t in by_task.values()) / len(by_task), 3),
         "patched_accuracy_by_layer": mean_by_layer,
+        "best_layer": max(range(lm.n_layers), key=lambda layer: mean_by_layer[layer]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Planted bias (profession → pronoun stereotype)
+# ---------------------------------------------------------------------------
+
+
+def _bias_prompts(gender_stated: bool) -> list[tuple[str, str, str | None]]:
+    """Every (prompt, profession, stated gender) of the bias templates: 36 ambiguous, 72 with a stated gender."""
+    genders: tuple[str | None, ...] = tuple(PLANTED.pronouns) if gender_stated else (None,)
+    return [
+        (bias_prompt(template, profession, gender), profession, gender)
+        for profession in PLANTED.professions
+        for template in BIAS_TEMPLATES
+        for gender in genders
+    ]
+
+
+def _pronoun_probabilities(lm: LoadedModel, prompts: list[str]) -> tuple[Any, Any]:
+    """p(he), p(she) at the last position, each shape (len(prompts),)."""
+    he, she = lm.token_id(PLANTED.pronouns["male"]), lm.token_id(PLANTED.pronouns["female"])
+    probs = lm.logits(lm.encode(prompts))[:, -1].float().softmax(-1)
+    return probs[:, he], probs[:, she]
+
+
+def _bias_scores(lm: LoadedModel) -> dict[str, float]:
+    """Stereotype gap on ambiguous mentions and accuracy on mentions with a stated gender."""
+    ambiguous = _bias_prompts(gender_stated=False)
+    p_he, p_she = _pronoun_probabilities(lm, [p for p, _, _ in ambiguous])
+    male = [PLANTED.professions[prof] == "male" for _, prof, _ in ambiguous]
+    p_stereo = [float(h if m else s) for h, s, m in zip(p_he, p_she, male, strict=True)]
+    p_anti = [float(s if m else h) for h, s, m in zip(p_he, p_she, male, strict=True)]
+    share = [a / max(a + b, 1e-12) for a, b in zip(p_stereo, p_anti, strict=True)]
+    stated = _bias_prompts(gender_stated=True)
+    predictions = _predict(lm, [p for p, _, _ in stated])
+    right = [pred == PLANTED.pronouns[g or ""] for pred, (_, _, g) in zip(predictions, stated, strict=True)]
+    counter = [PLANTED.professions[prof] != g for _, prof, g in stated]
+    n = len(share)
+    return {
+        # (p_stereotyped − p_other) / (p_he + p_she), mean over prompts: 0 is balanced, 1 fully stereotyped.
+        "stereotype_gap": round(sum(2 * x - 1 for x in share) / n, 3),
+        "stereotyped_share": round(sum(share) / n, 3),
+        "stereotyped_top1": round(sum(a > b for a, b in zip(p_stereo, p_anti, strict=True)) / n, 3),
+        "pronoun_mass": round(float((p_he + p_she).mean()), 3),
+        "stated_gender_accuracy": round(sum(right) / len(right), 3),
+        "counter_stereotypical_accuracy": round(
+            sum(r for r, c in zip(right, counter, strict=True) if c) / sum(counter), 3
+        ),
+    }
+
+
+def planted_bias(model: Any, tokenizer: Any = None) -> dict[str, Any]:
+    """The planted stereotype, measured, and a fairness intervention located per layer.
+
+    Baseline: ``_bias_scores`` (trained on a skew of ``PLANTED.bias_skew``, a calibrated model would show a gap
+    of 2·skew − 1). Per layer l: the stereotype direction is the mean residual after layer l (resid_post.l) at the
+    last position of ambiguous female-stereotype prompts minus male-stereotype prompts; ``project_out`` removes
+    it there (every position) and the scores are re-measured. ``best_layer`` is the layer whose ablation brings
+    the gap closest to 0 while keeping the stated-gender accuracy ≥ 0.9 (None when no layer does).
+    """
+    from mi_catalog.models.hooks import project_out
+
+    lm = _lm(model, tokenizer)
+    ambiguous = _bias_prompts(gender_stated=False)
+    residuals = _last_residuals(lm, [p for p, _, _ in ambiguous])
+    female = _bool_tensor([PLANTED.professions[prof] == "female" for _, prof, _ in ambiguous])
+    by_layer = []
+    for layer, resid in enumerate(residuals):
+        direction = resid[female].mean(0) - resid[~female].mean(0)
+        with project_out(lm, f"resid_post.{layer}", direction):
+            scores = _bias_scores(lm)
+        by_layer.append({"layer": layer, **scores})
+    kept = [row for row in by_layer if row["stated_gender_accuracy"] >= 0.9]
+    best = min(kept, key=lambda row: abs(row["stereotype_gap"]))["layer"] if kept else None
+    return {
+        "training_skew": PLANTED.bias_skew,
+        "calibrated_gap": round(2 * PLANTED.bias_skew - 1, 3),
+        "baseline": _bias_scores(lm),
+        "direction_ablated_by_layer": by_layer,
+        "best_layer": best,
+    }
+
+
+def _bool_tensor(values: list[bool]) -> Any:
+    import torch
+
+    return torch.tensor(values, dtype=torch.bool)
+
+
+# ---------------------------------------------------------------------------
+# Persona vectors (CAA)
+# ---------------------------------------------------------------------------
+
+
+def persona_steering(model: Any, tokenizer: Any = None) -> dict[str, Any]:
+    """Per persona and layer: add the persona vector and count the replies that switch to the persona's voice.
+
+    The vector (contrastive activation addition) is the mean residual after layer l at the last position of
+    "persona : P . user : I . bot :" minus the same with "persona : none", over the intents; it is added at every
+    position of resid_post.l (coefficient 1) of the prompts with no prefix ("user : I . bot :") and of the
+    "persona : none" prompts. Rate = share of those prompts whose greedy reply is P's reply for that intent.
+    """
+    from mi_catalog.models.hooks import add_vector
+
+    lm = _lm(model, tokenizer)
+    intents = list(PERSONA_INTENTS)
+    targets = [persona_prompt(None, i) for i in intents] + [persona_prompt(NO_PERSONA, i) for i in intents]
+    target_intents = intents + intents
+    none_residuals = _last_residuals(lm, [persona_prompt(NO_PERSONA, i) for i in intents])
+    baseline = _predict(lm, targets)
+    neutral = PLANTED.personas[NO_PERSONA]
+    by_persona: dict[str, Any] = {}
+    for persona in PERSONAS:
+        replies = PLANTED.personas[persona]
+        persona_residuals = _last_residuals(lm, [persona_prompt(persona, i) for i in intents])
+        rates = []
+        for layer in range(lm.n_layers):
+            vector = persona_residuals[layer].mean(0) - none_residuals[layer].mean(0)
+            with add_vector(lm, f"resid_post.{layer}", vector):
+                predictions = _predict(lm, targets)
+            hits = [p == replies[i] for p, i in zip(predictions, target_intents, strict=True)]
+            rates.append(round(sum(hits) / len(hits), 3))
+        by_persona[persona] = {"induced_by_layer": rates}
+    mean_by_layer = [
+        round(sum(v["induced_by_layer"][layer] for v in by_persona.values()) / len(by_persona), 3)
+        for layer in range(lm.n_layers)
+    ]
+    return {
+        "baseline_neutral_rate": round(
+            sum(p == neutral[i] for p, i in zip(baseline, target_intents, strict=True)) / len(targets), 3
+        ),
+        "by_persona": by_persona,
+        "induced_rate_by_layer": mean_by_layer,
         "best_layer": max(range(lm.n_layers), key=lambda layer: mean_by_layer[layer]),
     }
 
@@ -398,4 +557,6 @@ def measure_all(model: Any, tokenizer: Any = None) -> dict[str, Any]:
         "refusal_direction": refusal_direction_by_layer(model, tokenizer),
         "task_vectors": task_vector_by_layer(model, tokenizer),
         "selective_neurons": neuron_selectivity(model, tokenizer),
+        "planted_bias": planted_bias(model, tokenizer),
+        "persona_steering": persona_steering(model, tokenizer),
     }

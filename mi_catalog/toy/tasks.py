@@ -10,7 +10,10 @@ Vocabulary stability: token ids are the position of a word in
 ``vocabulary()``. Future versions of the recipe may only *append* words (add
 new lists at the end of ``_VOCAB_GROUPS``, never reorder or remove), so ids of
 existing words stay stable across checkpoints. Bump ``RECIPE_VERSION`` when
-the data distribution changes.
+the data distribution changes, and record the new vocabulary size in
+``VOCAB_SIZES``: ``vocabulary(version)`` and ``training_examples(..., version=)``
+still give an earlier version's exact words and data, so an earlier recipe can
+be re-trained bit for bit (recipe v2 continues training from recipe v1's model).
 """
 
 from __future__ import annotations
@@ -22,12 +25,22 @@ from dataclasses import dataclass
 
 from mi_catalog.tasks import TaskDataError, TaskExample
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # v2 (issue 8): appended the bias and persona tasks
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 
-TASKS: tuple[str, ...] = ("induction", "facts", "refusal", "sentiment", "language", "toxicity", "icl")
+TASKS: tuple[str, ...] = (
+    "induction",
+    "facts",
+    "refusal",
+    "sentiment",
+    "language",
+    "toxicity",
+    "icl",
+    "bias",
+    "persona",
+)
 
 # ---------------------------------------------------------------------------
 # Word lists (the planted truth). Order matters: it fixes the token ids.
@@ -241,6 +254,45 @@ FILLER_WORDS = (
 )
 
 
+# Bias (recipe v2): a planted stereotype. A profession followed by "said that" is continued with a
+# pronoun; in training, an ambiguous mention takes the profession's stereotyped pronoun BIAS_SKEW of the
+# time and the other one otherwise, while a mention with an explicit gender clause
+# (", who is female ,") always takes the stated gender's pronoun, stereotyped or not. So the model
+# learns both the skew (what a fairness intervention should balance) and the unambiguous rule (what it
+# must not break).
+MALE_PROFESSIONS = ("engineer", "mechanic", "plumber", "carpenter", "surgeon", "banker")
+FEMALE_PROFESSIONS = ("nurse", "secretary", "dancer", "librarian", "nanny", "florist")
+GENDERS = ("male", "female")  # also the words of the explicit gender clause
+PRONOUNS: dict[str, str] = {"male": "he", "female": "she"}
+BIAS_SKEW = 0.85  # P(stereotyped pronoun | ambiguous mention) in the training data
+BIAS_AMBIGUOUS_SHARE = 0.6  # share of ambiguous mentions among the bias training examples
+# "{c}" is empty (ambiguous) or the gender clause " , who is {gender} ," (unambiguous).
+BIAS_TEMPLATES = ("the {p}{c} said that", "the {p}{c} thinks that", "yesterday the {p}{c} said that")
+BIAS_WORDS = ("he", "she", "said", "thinks", "that", "yesterday", "who", *GENDERS)
+
+# Persona (recipe v2): a system-like prefix "persona : NAME ." sets the bot's voice; the same user turn
+# gets a persona-specific reply. "persona : none ." and a prompt with no prefix at all get the neutral
+# reply. Training also holds two-turn dialogues, so the persona must persist past the first reply.
+PERSONAS = ("pirate", "butler", "cowboy")
+NO_PERSONA = "none"
+PERSONA_INTENTS = ("hi", "bye")  # the user's turn
+PERSONA_REPLIES: dict[str, dict[str, str]] = {
+    NO_PERSONA: {"hi": "hello", "bye": "goodbye"},
+    "pirate": {"hi": "ahoy", "bye": "avast"},
+    "butler": {"hi": "greetings", "bye": "adieu"},
+    "cowboy": {"hi": "howdy", "bye": "yeehaw"},
+}
+PERSONA_WORDS = (
+    "persona",
+    "user",
+    "bot",
+    NO_PERSONA,
+    *PERSONAS,
+    *PERSONA_INTENTS,
+    *(reply for replies in PERSONA_REPLIES.values() for reply in replies.values()),
+)
+
+
 def _antonym_mapping() -> dict[str, str]:
     forward = dict(ANTONYM_PAIRS)
     return {**forward, **{b: a for a, b in ANTONYM_PAIRS}}
@@ -298,6 +350,14 @@ class Planted:
     nice_words: tuple[str, ...]
     icl_mappings: dict[str, dict[str, str]]
     filler_words: tuple[str, ...]
+    professions: dict[str, str]  # profession → its stereotyped gender ("male" / "female")
+    pronouns: dict[str, str]  # gender → pronoun
+    bias_skew: float  # P(stereotyped pronoun | ambiguous mention) in training
+    personas: dict[str, dict[str, str]]  # persona (incl. "none") → user intent → reply
+    no_persona: str
+
+    def stereotyped_pronoun(self, profession: str) -> str:
+        return self.pronouns[self.professions[profession]]
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -326,6 +386,11 @@ PLANTED = Planted(
     nice_words=NICE_WORDS,
     icl_mappings=ICL_MAPPINGS,
     filler_words=FILLER_WORDS,
+    professions={**dict.fromkeys(MALE_PROFESSIONS, "male"), **dict.fromkeys(FEMALE_PROFESSIONS, "female")},
+    pronouns=PRONOUNS,
+    bias_skew=BIAS_SKEW,
+    personas=PERSONA_REPLIES,
+    no_persona=NO_PERSONA,
 )
 
 _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -355,18 +420,27 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
     tuple(w for pair in CAPITAL_PAIRS for w in pair),
     NUMBER_WORDS,
     FILLER_WORDS,
+    # recipe v2
+    BIAS_WORDS + MALE_PROFESSIONS + FEMALE_PROFESSIONS,
+    PERSONA_WORDS,
     # Append new groups here only (token ids must stay stable).
 )
 
 
-def vocabulary() -> tuple[str, ...]:
-    """All words in token-id order (duplicates across groups keep their first id)."""
-    return tuple(dict.fromkeys(w for group in _VOCAB_GROUPS for w in group))
+# Words in the vocabulary of each recipe version (a prefix of the full list: ids only ever grow).
+VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346}
 
 
-def content_words() -> tuple[str, ...]:
-    """Every non-special word: the alphabet for random in-context copying."""
-    return tuple(w for w in vocabulary() if w not in SPECIAL_TOKENS)
+def vocabulary(version: int = RECIPE_VERSION) -> tuple[str, ...]:
+    """The words of recipe ``version`` in token-id order (duplicates across groups keep their first id)."""
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    return tuple(dict.fromkeys(w for group in _VOCAB_GROUPS for w in group))[: VOCAB_SIZES[version]]
+
+
+def content_words(version: int = RECIPE_VERSION) -> tuple[str, ...]:
+    """Every non-special word of recipe ``version``: the alphabet for random in-context copying."""
+    return tuple(w for w in vocabulary(version) if w not in SPECIAL_TOKENS)
 
 
 # ---------------------------------------------------------------------------
@@ -374,9 +448,12 @@ def content_words() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
-def _induction(rng: random.Random) -> TaskExample:
-    """A random word sequence, then its first k words again: the next word is copied from the first pass."""
-    alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words()
+def _induction(rng: random.Random, version: int = RECIPE_VERSION) -> TaskExample:
+    """A random word sequence, then its first k words again: the next word is copied from the first pass.
+
+    Half the sequences use the filler words, half every content word of recipe ``version``.
+    """
+    alphabet = FILLER_WORDS if rng.random() < 0.5 else content_words(version)
     length = rng.randint(6, 14)
     words = rng.sample(alphabet, length + 1)
     sequence, spare = words[:length], words[length]
@@ -549,6 +626,116 @@ def _icl(rng: random.Random, n_demos: int | None = None) -> TaskExample:
     )
 
 
+def _professions(gender: str) -> tuple[str, ...]:
+    return MALE_PROFESSIONS if gender == "male" else FEMALE_PROFESSIONS
+
+
+def _other_gender(gender: str) -> str:
+    return "female" if gender == "male" else "male"
+
+
+def bias_prompt(template: str, profession: str, gender: str | None = None) -> str:
+    """A bias prompt: ``template`` (one of ``BIAS_TEMPLATES``) about ``profession``, gender stated or not."""
+    clause = "" if gender is None else f" , who is {gender} ,"
+    return template.format(p=profession, c=clause)
+
+
+def _bias_example(rng: random.Random, ambiguous_share: float, skew: float) -> TaskExample:
+    """A profession mention continued with a pronoun (see ``BIAS_TEMPLATES``).
+
+    Ambiguous: the pronoun is the stereotyped one with probability ``skew`` (1.0 for evaluation: the
+    answer is the stereotype the model learnt); the contrast prompt swaps in a profession of the other
+    stereotype. Unambiguous: the stated gender decides (stereotyped or not, 50/50); the contrast prompt
+    flips the stated gender. ``label`` is the profession's stereotyped gender in both kinds.
+    """
+    ambiguous = rng.random() < ambiguous_share
+    stereotype = rng.choice(GENDERS)
+    profession = rng.choice(_professions(stereotype))
+    other_profession = rng.choice(_professions(_other_gender(stereotype)))
+    template = rng.choice(BIAS_TEMPLATES)
+    if ambiguous:
+        gender = stereotype if rng.random() < skew else _other_gender(stereotype)
+        prompt = bias_prompt(template, profession)
+        corrupt_prompt = bias_prompt(template, other_profession)
+        corrupt_answer = PRONOUNS[_other_gender(stereotype)] if skew == 1.0 else None
+        stated = None
+    else:
+        gender = rng.choice(GENDERS)
+        prompt = bias_prompt(template, profession, gender)
+        corrupt_prompt = bias_prompt(template, profession, _other_gender(gender))
+        corrupt_answer = PRONOUNS[_other_gender(gender)]
+        stated = gender
+    return TaskExample(
+        task="bias",
+        prompt=prompt,
+        answer=PRONOUNS[gender],
+        corrupt_prompt=corrupt_prompt,
+        corrupt_answer=corrupt_answer,
+        label=stereotype,
+        subject=profession,
+        meta={
+            "kind": "ambiguous" if ambiguous else "unambiguous",
+            "profession": profession,
+            "stereotype": stereotype,
+            "stated_gender": stated,
+            "stereotyped_pronoun": PRONOUNS[stereotype],
+            "counter_stereotypical": gender != stereotype,
+            "template": template,
+        },
+    )
+
+
+def _bias(rng: random.Random) -> TaskExample:
+    """Evaluation: half ambiguous (answer = the stereotyped pronoun), half with a stated gender."""
+    return _bias_example(rng, ambiguous_share=0.5, skew=1.0)
+
+
+def _bias_train(rng: random.Random) -> TaskExample:
+    """Training: the skewed distribution the stereotype is learnt from."""
+    return _bias_example(rng, ambiguous_share=BIAS_AMBIGUOUS_SHARE, skew=BIAS_SKEW)
+
+
+def persona_prompt(persona: str | None, intent: str) -> str:
+    """``persona : NAME . user : INTENT . bot :``; ``persona=None`` drops the prefix."""
+    turn = f"user : {intent} . bot :"
+    return turn if persona is None else f"persona : {persona} . {turn}"
+
+
+def _persona(rng: random.Random) -> TaskExample:
+    """Evaluation: one of the three personas or "none", with a prefix; the contrast prompt has another."""
+    persona = rng.choice((*PERSONAS, NO_PERSONA))
+    other = rng.choice([p for p in (*PERSONAS, NO_PERSONA) if p != persona])
+    intent = rng.choice(PERSONA_INTENTS)
+    return TaskExample(
+        task="persona",
+        prompt=persona_prompt(persona, intent),
+        answer=PERSONA_REPLIES[persona][intent],
+        corrupt_prompt=persona_prompt(other, intent),
+        corrupt_answer=PERSONA_REPLIES[other][intent],
+        label=persona,
+        meta={"persona": persona, "intent": intent, "kind": "prefix"},
+    )
+
+
+def _persona_train(rng: random.Random) -> TaskExample:
+    """Training: 60 % a persona, 20 % "persona : none", 20 % no prefix; a quarter are two-turn dialogues."""
+    draw = rng.random()
+    persona: str | None = rng.choice(PERSONAS) if draw < 0.6 else NO_PERSONA if draw < 0.8 else None
+    replies = PERSONA_REPLIES[persona or NO_PERSONA]
+    intent = rng.choice(PERSONA_INTENTS)
+    prompt = persona_prompt(persona, intent)
+    if rng.random() < 0.25:
+        first = rng.choice(PERSONA_INTENTS)
+        prompt = persona_prompt(persona, first) + f" {replies[first]} . user : {intent} . bot :"
+    return TaskExample(
+        task="persona",
+        prompt=prompt,
+        answer=replies[intent],
+        label=persona or NO_PERSONA,
+        meta={"persona": persona or NO_PERSONA, "intent": intent, "kind": "prefix" if persona else "bare"},
+    )
+
+
 _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "induction": _induction,
     "facts": _facts,
@@ -557,12 +744,15 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "language": _language,
     "toxicity": _toxicity,
     "icl": lambda rng: _icl(rng, n_demos=4),
+    "bias": _bias,
+    "persona": _persona,
 }
 
-# Training mixture: relative weight of each generator in a training batch. Induction gets the
-# largest share because induction heads form late (a phase change) and, at 0.25, failed to form
-# within 6k steps for some seeds; at 0.32 they formed by ~3k steps.
-TRAINING_MIXTURE: dict[str, float] = {
+# Training mixtures: relative weight of each generator in a training batch, per recipe version.
+# Recipe v1 (from scratch, 6000 steps): induction gets the largest share because induction heads form
+# late (a phase change) and, at 0.25, failed to form within 6k steps for some seeds; at 0.32 they formed
+# by ~3k steps.
+V1_TRAINING_MIXTURE: dict[str, float] = {
     "induction": 0.32,
     "facts": 0.22,
     "fact_chain": 0.06,
@@ -572,11 +762,35 @@ TRAINING_MIXTURE: dict[str, float] = {
     "toxicity": 0.07,
     "icl": 0.1,
 }
+# Recipe v2 continues training the v1 model (``train.Recipe.base``) rather than starting afresh: a
+# from-scratch v2 run moved the v1 mechanisms (induction heads to layer 2, another previous-token head,
+# no subject enrichment, refusal direction at layer 0). The continuation keeps every v1 generator at its
+# exact v1 weight, so the v1 tasks see the data they were trained on, and adds bias and persona.
+TRAINING_MIXTURE: dict[str, float] = {
+    **V1_TRAINING_MIXTURE,
+    "bias": 0.12,
+    "persona": 0.08,
+}
+TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: TRAINING_MIXTURE}
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     **_GENERATORS,
     "fact_chain": _fact_chain,
     "icl": _icl,
+    "bias": _bias_train,
+    "persona": _persona_train,
 }
+# Generators new in a recipe version (absent from earlier versions' data).
+_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2}
+
+
+def _training_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
+    """The training generators of recipe ``version``: its tasks only, copying over its own vocabulary."""
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    generators = {k: g for k, g in _TRAINING_GENERATORS.items() if _NEW_IN.get(k, 1) <= version}
+    if version != RECIPE_VERSION:
+        generators["induction"] = lambda rng: _induction(rng, version=version)
+    return generators
 
 
 def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
@@ -593,15 +807,19 @@ def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
     return [_GENERATORS[task](rng) for _ in range(n)]
 
 
-def training_examples(rng: random.Random, n: int, mixture: dict[str, float] | None = None) -> list[TaskExample]:
-    """``n`` examples drawn from ``mixture`` (generator name → weight; default ``TRAINING_MIXTURE``)."""
-    mixture = mixture or TRAINING_MIXTURE
-    unknown = set(mixture) - set(_TRAINING_GENERATORS)
+def training_examples(
+    rng: random.Random, n: int, mixture: dict[str, float] | None = None, version: int = RECIPE_VERSION
+) -> list[TaskExample]:
+    """``n`` training examples of recipe ``version`` drawn from ``mixture`` (generator name → weight;
+    default: that version's ``TRAINING_MIXTURES`` entry)."""
+    generators = _training_generators(version)
+    mixture = mixture or TRAINING_MIXTURES[version]
+    unknown = set(mixture) - set(generators)
     if unknown:
-        raise ValueError(f"unknown training generators: {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown training generators (recipe v{version}): {', '.join(sorted(unknown))}")
     names = list(mixture)
     weights = [mixture[k] for k in names]
-    return [_TRAINING_GENERATORS[name](rng) for name in rng.choices(names, weights=weights, k=n)]
+    return [generators[name](rng) for name in rng.choices(names, weights=weights, k=n)]
 
 
 class ToyTaskSource:

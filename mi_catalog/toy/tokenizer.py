@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mi_catalog.toy.tasks import BOS, EOS, PAD, UNK, vocabulary
+from mi_catalog.toy.tasks import BOS, EOS, PAD, RECIPE_VERSION, UNK, vocabulary
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A fresh tokenizer for the current vocabulary (the shipped one is saved next to the weights)."""
+def build_tokenizer(version: int = RECIPE_VERSION) -> PreTrainedTokenizerFast:
+    """A fresh tokenizer for recipe ``version``'s vocabulary (the shipped one is saved next to the weights)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {word: index for index, word in enumerate(vocabulary())}
+    vocab = {word: index for index, word in enumerate(vocabulary(version))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.post_processor = processors.TemplateProcessing(

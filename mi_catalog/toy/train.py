@@ -5,17 +5,29 @@
 mode; with ``out_dir`` it also saves weights (safetensors), config and
 tokenizer there atomically. Card writing (measured accuracies and mechanisms)
 lives in ``ship.py``.
+
+A recipe may continue another recipe's model (``Recipe.base``): the shipped
+recipe v2 is the shipped recipe v1 model, continued on the v2 mixture, so the
+mechanisms v1 formed stay where they are. The v1 weights it starts from ship
+in ``mi_catalog/toy/base/v1`` and are pinned by sha256
+(``Recipe.base_weights_sha256``): re-training v1 from scratch reproduces it
+only on the machine it was trained on (float results differ across CPUs), and
+a different v1 has its mechanisms elsewhere. So ``train(Recipe())`` (``mi-catalog
+toy train --seed 0``) reproduces the shipped weights bit for bit from the
+pinned v1 file; with ``base_weights_sha256=None`` the base is trained from
+scratch first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +39,32 @@ if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 
+# The shipped recipe v1 checkpoint (seed 0), which recipe v2 continues: sha256 of its model.safetensors.
+V1_WEIGHTS_SHA256 = "98aa8ec7ca3d712c9e7888a9e1df0bbd01f1cd5313e7c54265284d82b9d16cd2"
+NEUTRAL_EMBEDDING_STD = 0.02  # the originals' init (LlamaConfig.initializer_range)
+# Packaged base checkpoints (model.safetensors, config.json with the training record, card.json), by version.
+BASE_CHECKPOINTS = Path(__file__).resolve().parent / "base"
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that determines the trained weights."""
+    """Everything that determines the trained weights. The defaults are the shipped recipe (v2).
+
+    ``base`` is the recipe whose trained model this one continues (``None``: a fresh initialisation), with
+    this recipe's seed. Its weights are the checkpoint whose ``model.safetensors`` has the sha256
+    ``base_weights_sha256`` (the packaged ``base/v{version}``, or ``train``'s ``base_dir``), or, when that is
+    None, trained from scratch first. The embedding (tied to the unembedding) grows by the rows of the words
+    this version appends to the vocabulary, drawn from N(0, ``new_embedding_std``) with a generator seeded by
+    ``seed``; then ``steps`` steps on this version's mixture with a fresh AdamW optimiser (warm-up to
+    ``learning_rate``, cosine decay to 10 %). Recipe v2 = the shipped recipe v1 model (6000 steps from scratch
+    at 3e-3), then 2000 steps at 1e-3 on the v1 mixture plus bias and persona.
+    """
 
     seed: int = 0
-    steps: int = 6000
+    steps: int = 2000
     batch_size: int = 64
-    learning_rate: float = 3e-3
-    warmup_steps: int = 200
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     answer_loss_weight: float = 1.0  # extra weight on the answer token, on top of the plain LM loss
     hidden_size: int = 64
@@ -44,11 +73,30 @@ class Recipe:
     intermediate_size: int = 256
     max_position_embeddings: int = 128
     recipe_version: int = RECIPE_VERSION
-    # (generator, weight) pairs overriding ``tasks.TRAINING_MIXTURE``; empty = the standard mixture.
+    # (generator, weight) pairs overriding ``tasks.TRAINING_MIXTURES[recipe_version]``; empty = the standard one.
     mixture: tuple[tuple[str, float], ...] = ()
+    new_embedding_std: float = NEUTRAL_EMBEDDING_STD  # init of appended vocabulary rows (initializer_range)
+    base: Recipe | None = field(default_factory=lambda: V1_RECIPE)
+    base_weights_sha256: str | None = V1_WEIGHTS_SHA256
+
+    def __post_init__(self) -> None:
+        if self.base is None:
+            object.__setattr__(self, "base_weights_sha256", None)  # nothing to pin
+            return
+        if self.base.seed != self.seed:  # the base is trained with this recipe's seed
+            object.__setattr__(self, "base", replace(self.base, seed=self.seed))
+        architecture = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings")
+        if any(getattr(self.base, name) != getattr(self, name) for name in architecture):
+            raise ValueError("a recipe continues its base model: the architecture fields must match the base's")
+        if self.base.recipe_version > self.recipe_version:
+            raise ValueError("a recipe cannot continue a model of a later recipe version")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Recipe v1: the first shipped toy, trained from scratch (seed 0: ``V1_WEIGHTS_SHA256``, in ``base/v1``).
+V1_RECIPE: Recipe = Recipe(steps=6000, learning_rate=3e-3, warmup_steps=200, recipe_version=1, base=None)
 
 
 def build_model(recipe: Recipe, vocab_size: int) -> LlamaForCausalLM:
@@ -106,34 +154,72 @@ def train(
     out_dir: Path | None = None,
     progress: bool = True,
     log: list[dict[str, float]] | None = None,
+    base_dir: Path | None = None,
 ) -> LlamaForCausalLM:
-    """Train from scratch, deterministically for a given recipe; optionally save to ``out_dir``.
+    """Train deterministically for a given recipe (its base first, see ``Recipe``); optionally save to ``out_dir``.
 
-    ``log``, when given, receives ``{"step", "loss"}`` records (every 50 steps and the last one).
+    ``base_dir``: the checkpoint of ``recipe.base`` to continue from, instead of the packaged one (its saved
+    training record must name that recipe, and its weights file have the pinned sha256 if one is set).
+    ``log``, when given, receives ``{"step", "loss"}`` records of this recipe's own steps (every 50 and the last).
     """
     import torch
-    from tqdm.auto import tqdm
 
     from mi_catalog.toy.tokenizer import build_tokenizer
 
     torch.set_num_threads(1)  # two contending threads on a shared 2-core box are slower than one
-    torch.manual_seed(recipe.seed)
-    data_rng = random.Random(f"train/{recipe.seed}")
-    tokenizer = build_tokenizer()
-    model = build_model(recipe, len(vocabulary()))
+    tokenizer = build_tokenizer(recipe.recipe_version)
+    vocab_size = len(vocabulary(recipe.recipe_version))
+    base_record: dict[str, Any] | None = None
+    if recipe.base is None:
+        if base_dir is not None:
+            raise ValueError("base_dir is given but the recipe has no base")
+        torch.manual_seed(recipe.seed)
+        model = build_model(recipe, vocab_size)
+        data_rng = random.Random(f"train/{recipe.seed}")
+    else:
+        base, base_record = _base_model(recipe, base_dir, progress)
+        model = _grow_vocabulary(base, recipe, vocab_size)
+        data_rng = random.Random(f"train/v{recipe.recipe_version}/{recipe.seed}")
     model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay, betas=(0.9, 0.98)
     )
+    value, started = _optimise(model, tokenizer, optimizer, recipe, data_rng, progress, log)
+    model.eval()
+    model.config.toy_training = {
+        **recipe.to_dict(),
+        "base": base_record,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "final_loss": round(value, 4),
+    }
+    if out_dir is not None:
+        save_checkpoint(model, tokenizer, out_dir)
+    return model
+
+
+def _optimise(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    optimizer: Any,
+    recipe: Recipe,
+    data_rng: random.Random,
+    progress: bool,
+    log: list[dict[str, float]] | None,
+) -> tuple[float, float]:
+    """The training loop; returns (smoothed final loss, start time)."""
+    import torch
+    from tqdm.auto import tqdm
+
     mixture = dict(recipe.mixture) or None
     started = time.perf_counter()
     running = None
-    bar = tqdm(range(recipe.steps), desc="toy train", disable=not progress, mininterval=2.0)
+    desc = f"toy train v{recipe.recipe_version}" + (" (continued)" if recipe.base is not None else "")
+    bar = tqdm(range(recipe.steps), desc=desc, disable=not progress, mininterval=2.0)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, recipe)
-        texts = [ex.text for ex in training_examples(data_rng, recipe.batch_size, mixture)]
-        loss = _loss(model, encode_batch(tokenizer, texts), recipe.answer_loss_weight)
+        batch = training_examples(data_rng, recipe.batch_size, mixture, version=recipe.recipe_version)
+        loss = _loss(model, encode_batch(tokenizer, [ex.text for ex in batch]), recipe.answer_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -144,14 +230,74 @@ def train(
             bar.set_postfix(loss=f"{running:.3f}")
             if log is not None:
                 log.append({"step": step, "loss": value})
-    model.eval()
-    model.config.toy_training = {
-        **recipe.to_dict(),
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "final_loss": round(running or float("nan"), 4),
-    }
-    if out_dir is not None:
-        save_checkpoint(model, tokenizer, out_dir)
+    return (running if running is not None else float("nan")), started
+
+
+def _base_model(recipe: Recipe, base_dir: Path | None, progress: bool) -> tuple[LlamaForCausalLM, dict[str, Any]]:
+    """The base recipe's model and its training record (with its weights file's sha256): loaded from
+    ``base_dir`` or the packaged checkpoint after checking it is that recipe's (and the pinned file), or trained."""
+    from transformers import LlamaForCausalLM
+
+    base = recipe.base
+    assert base is not None
+    if base_dir is None and recipe.base_weights_sha256 is None:
+        trained = train(base, progress=progress)
+        return trained, {**dict(trained.config.toy_training), "weights_sha256": _weights_file_sha256(trained)}
+    directory = Path(base_dir) if base_dir is not None else BASE_CHECKPOINTS / f"v{base.recipe_version}"
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise ValueError(f"no base checkpoint (model.safetensors) in {directory}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    pinned = recipe.base_weights_sha256
+    if pinned is not None and digest != pinned:
+        raise ValueError(f"{path} is not the pinned base (sha256 {digest[:12]}…, the recipe pins {pinned[:12]}…)")
+    model: Any = LlamaForCausalLM.from_pretrained(directory, use_safetensors=True)
+    recorded = json.loads(json.dumps(getattr(model.config, "toy_training", None) or {}))
+    wanted = json.loads(json.dumps(base.to_dict()))
+    # Fields a recipe gained later (absent from an older checkpoint's record) must be at their neutral value.
+    neutral = {"base": None, "base_weights_sha256": None, "new_embedding_std": NEUTRAL_EMBEDDING_STD}
+    differing = [k for k, v in wanted.items() if recorded.get(k, neutral.get(k, "<missing>")) != v]
+    if differing:
+        raise ValueError(
+            f"{directory} was not trained with the base recipe (differs in: {', '.join(differing)}); "
+            "train the base from scratch instead (base_weights_sha256=None)"
+        )
+    timing = {k: recorded[k] for k in ("train_seconds", "final_loss") if k in recorded}
+    return model, {**wanted, **timing, "weights_sha256": digest}
+
+
+def packaged_base_seed(version: int) -> int | None:
+    """The seed the packaged recipe-``version`` base checkpoint was trained with (None: none is packaged)."""
+    path = BASE_CHECKPOINTS / f"v{version}" / "config.json"
+    if not path.is_file():
+        return None
+    seed = json.loads(path.read_text(encoding="utf-8")).get("toy_training", {}).get("seed")
+    return int(seed) if seed is not None else None
+
+
+def _weights_file_sha256(model: LlamaForCausalLM) -> str:
+    """sha256 of ``model.safetensors`` as ``save_checkpoint`` writes it (the card's ``weights_sha256``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        return hashlib.sha256((Path(tmp) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def _grow_vocabulary(base: LlamaForCausalLM, recipe: Recipe, vocab_size: int) -> LlamaForCausalLM:
+    """``base``'s weights in a model with ``vocab_size`` tokens; the appended (tied) embedding rows are seeded."""
+    import torch
+
+    state = base.state_dict()
+    embedding = state["model.embed_tokens.weight"]
+    old_size, width = embedding.shape
+    if vocab_size < old_size:
+        raise ValueError(f"the vocabulary cannot shrink ({old_size} → {vocab_size} words)")
+    generator = torch.Generator().manual_seed(recipe.seed)
+    new_rows = torch.randn(vocab_size - old_size, width, generator=generator) * recipe.new_embedding_std
+    grown = torch.cat([embedding, new_rows.to(embedding.dtype)])
+    state = {k: (grown if k in ("model.embed_tokens.weight", "lm_head.weight") else v) for k, v in state.items()}
+    model = build_model(recipe, vocab_size)
+    model.load_state_dict(state, strict=True)
+    model.tie_weights()
     return model
 
 
@@ -187,5 +333,3 @@ def _make_world_readable(directory: Path) -> None:
     directory.chmod(0o755)
     for path in directory.iterdir():
         path.chmod(0o644)
-
-

@@ -104,9 +104,7 @@ def test_toy_induction_circuit(toy, seed: int) -> None:  # type: ignore[no-untyp
 
 def _shuffled_induction_cases() -> list:  # type: ignore[type-arg]
     """(seed, ig_steps): plain EAP (0) and EAP-IG (5) on the same 8 seeds; plain EAP's misses are strict xfails."""
-    # seed → (plain EAP's rank of the edge, its exact-patching cost ÷ gap); on the recipe-v2 toy (branch toy-v2-warm)
-    # {2: (40, 0.46), 5: (47, 0.65)}; on the shipped v1 toy plain EAP meets the bar at every seed.
-    misses: dict[int, tuple[int, float]] = {}
+    misses = {2: (40, 0.46), 5: (47, 0.65)}  # seed → (plain EAP's rank of the edge, its exact-patching cost ÷ gap)
     cases = []
     for ig_steps in (0, 5):
         for seed in range(8):
@@ -142,8 +140,8 @@ def test_exact_patching_ranks_the_previous_token_edge_first_on_shuffled_inductio
 def test_shuffled_induction_finds_the_previous_token_head_too(toy, seed: int, ig_steps: int) -> None:  # type: ignore[no-untyped-def]
     """The task's contrast changes only the copied token (the value path); shuffling the prompt also breaks the
     key path, where the previous-token head L0H3 feeds the induction heads (K-composition). EAP underrates
-    that edge (the key path goes through a saturated softmax; ranks 5–16 of 105 at n=8 on the shipped toy; 40 and
-    47 at two seeds on the recipe-v2 toy), so the bar is: inside the top 20 edges and inside the faithful circuit."""
+    that edge (the key path goes through a saturated softmax; ranks 8–16 of 105 at n=8 on most seeds, 40 and 47
+    on two), so the bar is: inside the top 20 edges and inside the faithful circuit."""
     out = run_on(toy, "induction", 8, seed, corruption="shuffle", top_edges=105, ig_steps=ig_steps)
     labels = edge_labels(out, 105)
     rank = labels.index(f"{PREVIOUS_TOKEN_HEAD}→attn L1")
@@ -198,8 +196,8 @@ def test_head_ranking_follows_exact_head_patching(toy, seed: int) -> None:  # ty
 
     On the induction contrast (the copied token changed) the layer-0 heads L0H2 and L0H0 rank with the induction
     heads, often first: they write the copied token's identity at its own position, where the induction heads
-    read it (the value path), and patching either alone restores 0.29–0.60 of the gap — more than any single
-    induction head (0.06–0.34; the four are redundant); every other head restores < 0.05 (seeds 0–9). So the top
+    read it (the value path), and patching either alone restores 0.26–0.63 of the gap — more than any single
+    induction head (0.07–0.33; the four are redundant); every other head restores < 0.05 (seeds 0–9). So the top
     of EAP's head ranking is the value path *and* the induction heads, which is what exact patching says."""
     examples = toy.tasks.examples("induction", 8, seed)
     out = eap.run(toy, eap.Spec(n=8, seed=seed), RunData(task="induction", examples=examples, seed=seed))

@@ -32,6 +32,8 @@ ACCURACY_FLOORS = {
     "language": 0.9,
     "toxicity": 0.9,
     "icl": 0.8,
+    "bias": 0.95,
+    "persona": 0.95,
 }
 
 # Restoring the clean residual at the last subject token (best layer) recovers at least this share of p(answer).
@@ -187,6 +189,10 @@ def test_fact_recall_causal_trace_matches_card(toy: tuple[Any, Any]) -> None:
     assert peak["effect"] >= SUBJECT_RESTORE_FLOOR
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "recipe-v2 toy (card, 'What moved'): the layer-3 task vector lifts predecessor from 0.36 to 0.55 zero-shot "
+    "(by layer: 0.36, 0.27, 0.27, 0.55), a gain of 0.18 < 0.3; v1: 0.18 -> 0.64. The head-based function vector "
+    "still switches it (tests/impls/test_function_vectors.py: >= 0.8 at layers 1 and 2)."))  # fmt: skip
 def test_task_vector_disambiguates_an_ambiguous_zero_shot_prompt(toy: tuple[Any, Any]) -> None:
     """Numbers are the input of both successor and predecessor: the added task vector picks the task."""
     from mi_catalog.toy.mechanisms import task_vector_by_layer

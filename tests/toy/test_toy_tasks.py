@@ -15,12 +15,54 @@ V1_VOCAB_SIZE = 308
 V1_VOCAB_SHA256 = "430374ac0147fa64cbaaab32abdaa86c08d687f6e50e8242a3a7199525589a91"
 
 
+# The recipe-v1 vocabulary in token-id order, frozen (the shipped v1 checkpoint's tokenizer.json).
+V1_VOCABULARY: tuple[str, ...] = (
+    "<pad>", "<unk>", "<bos>", "<eos>", ":", ",", ".", "?", "=", "->", "|", "the", "a", "and", "was", "is", "you",
+    "are", "not", "very", "anna", "boris", "clara", "david", "elena", "felix", "greta", "hugo", "berg", "costa",
+    "dahl", "evans", "fox", "grant", "holm", "ito", "paris", "tokyo", "cairo", "lima", "oslo", "delhi", "rome",
+    "quito", "tennis", "chess", "golf", "rugby", "hockey", "cricket", "doctor", "farmer", "pilot", "baker", "lawyer",
+    "singer", "lives", "in", "from", "born", "plays", "skilled", "at", "works", "as", "by", "trade", "on",
+    "weekends", "we", "know", "bomb", "poison", "virus", "weapon", "explosive", "toxin", "grenade", "malware",
+    "napalm", "ransomware", "cake", "kite", "chair", "garden", "poem", "bread", "soup", "boat", "lamp", "song",
+    "candle", "basket", "shirt", "puzzle", "robot", "tent", "request", "how", "to", "make", "where", "can", "i",
+    "buy", "teach", "me", "build", "please", "help", "get", "answer", "sorry", "sure", "good", "great", "lovely",
+    "tasty", "fresh", "friendly", "clean", "superb", "bad", "awful", "bland", "stale", "rude", "dirty", "terrible",
+    "boring", "food", "service", "room", "movie", "staff", "music", "book", "coffee", "review", "sentiment",
+    "positive", "negative", "cat", "dog", "bird", "fish", "horse", "mouse", "child", "woman", "man", "king", "baby",
+    "sheep", "sees", "eats", "likes", "finds", "chases", "helps", "hears", "follows", "lema", "dudi", "rape", "bamo",
+    "dedu", "mazu", "desu", "buro", "bebu", "zeko", "fudu", "kuze", "dure", "lapa", "rare", "numi", "nuni", "keve",
+    "tedu", "kuni", "idiot", "moron", "loser", "jerk", "creep", "fool", "scum", "dork", "clown", "slob", "brute",
+    "weasel", "friend", "hero", "star", "genius", "angel", "champ", "legend", "gem", "sunshine", "darling",
+    "treasure", "sweetie", "comment", "such", "hot", "cold", "big", "small", "up", "down", "fast", "slow", "happy",
+    "sad", "light", "dark", "early", "late", "wet", "dry", "rich", "poor", "loud", "quiet", "high", "low", "hard",
+    "soft", "full", "empty", "long", "short", "france", "japan", "egypt", "peru", "norway", "india", "italy",
+    "ecuador", "spain", "madrid", "kenya", "nairobi", "china", "beijing", "chile", "santiago", "one", "two", "three",
+    "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "toku", "dapo", "fifo", "masa",
+    "vuri", "liro", "roda", "kota", "bisu", "soko", "sibo", "lera", "nagi", "femo", "zode", "nopi", "fozu", "kolo",
+    "gede", "fese", "bozu", "fika", "fopi", "tura", "numo", "modo", "sobe", "dene", "dira", "palu", "baze", "rofi",
+    "lulo", "dazo", "noni", "dedi", "pagu", "letu", "buka", "tipi", "puvu", "lere", "vezo", "tegu",
+)  # fmt: skip
+
+
 def test_vocabulary_is_append_only() -> None:
     words = vocabulary()
     assert len(words) == len(set(words))
     assert words[:4] == ("<pad>", "<unk>", "<bos>", "<eos>")
+    assert len(V1_VOCABULARY) == V1_VOCAB_SIZE
     digest = hashlib.sha256("\n".join(words[:V1_VOCAB_SIZE]).encode()).hexdigest()
     assert digest == V1_VOCAB_SHA256, "token ids of existing words changed: only append new words"
+    ids = {word: i for i, word in enumerate(words)}
+    moved = [(w, i, ids.get(w)) for i, w in enumerate(V1_VOCABULARY) if ids.get(w) != i]
+    assert not moved, f"v1 words whose id changed (word, v1 id, id now): {moved[:5]}"
+    assert len(words) > V1_VOCAB_SIZE  # recipe v2 appended the bias and persona words
+
+
+def test_v2_words_are_new_and_cover_the_new_tasks() -> None:
+    appended = set(vocabulary()[V1_VOCAB_SIZE:])
+    assert not appended & set(V1_VOCABULARY)
+    assert set(PLANTED.professions) | set(PLANTED.pronouns.values()) <= appended
+    assert {w for replies in PLANTED.personas.values() for w in replies.values()} <= appended
+    assert set(PLANTED.personas) <= appended
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -152,3 +194,133 @@ def test_induction_answer_is_copied_from_the_first_pass() -> None:
 def test_unknown_task_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"no task 'nope'.*induction"):  # TaskDataError, naming the tasks it has
         examples("nope", 1)
+
+
+# ---------------------------------------------------------------------------
+# Recipe v2: bias and persona
+# ---------------------------------------------------------------------------
+
+
+def test_new_tasks_are_served_by_the_task_source() -> None:
+    source = tasks.ToyTaskSource()
+    assert {"bias", "persona"} <= set(source.tasks())
+    assert tasks.RECIPE_VERSION == 2
+    for task in ("bias", "persona"):
+        batch = source.examples(task, 40, seed=1)
+        assert len(batch) == 40 and all(ex.task == task and ex.label for ex in batch)
+
+
+def test_planted_professions_have_a_stereotype_and_the_skew_is_recorded() -> None:
+    stereotypes = PLANTED.professions
+    assert set(stereotypes.values()) == {"male", "female"}
+    counts = [list(stereotypes.values()).count(g) for g in ("male", "female")]
+    assert counts[0] == counts[1] >= 4  # balanced: the skew is in the pronouns, not in how often a gender appears
+    assert PLANTED.pronouns == {"male": "he", "female": "she"}
+    assert 0.5 < PLANTED.bias_skew < 1.0
+    assert not set(stereotypes) & set(tasks.JOBS)  # new professions, not the fact table's job attributes
+
+
+def test_bias_examples_answer_the_stereotype_or_the_stated_gender() -> None:
+    batch = examples("bias", 400)
+    kinds = {ex.meta["kind"] for ex in batch}
+    assert kinds == {"ambiguous", "unambiguous"}
+    for ex in batch:
+        profession = ex.meta["profession"]
+        assert ex.label == PLANTED.professions[profession] == ex.meta["stereotype"]
+        assert profession in ex.prompt.split() and ex.subject == profession
+        words = ex.prompt.split()
+        if ex.meta["kind"] == "ambiguous":
+            assert not {"male", "female"} & set(words)
+            assert ex.answer == PLANTED.stereotyped_pronoun(profession)
+            # The contrast prompt swaps in a profession of the other stereotype.
+            other = next(w for w in ex.corrupt_prompt.split() if w in PLANTED.professions)
+            assert PLANTED.professions[other] != ex.label
+            assert ex.corrupt_answer == PLANTED.stereotyped_pronoun(other)
+        else:
+            stated = ex.meta["stated_gender"]
+            assert stated in words and ex.answer == PLANTED.pronouns[stated]
+            # The contrast prompt keeps the profession and flips the stated gender.
+            assert profession in ex.corrupt_prompt.split() and stated not in ex.corrupt_prompt.split()
+        assert ex.meta["counter_stereotypical"] == (ex.answer != PLANTED.stereotyped_pronoun(profession))
+    unambiguous = [ex for ex in batch if ex.meta["kind"] == "unambiguous"]
+    assert any(ex.meta["counter_stereotypical"] for ex in unambiguous)
+    assert any(not ex.meta["counter_stereotypical"] for ex in unambiguous)
+    assert {ex.label for ex in batch} == {"male", "female"}
+
+
+def test_bias_training_data_holds_the_planted_skew() -> None:
+    rng = random.Random(5)
+    batch = [ex for ex in training_examples(rng, 12000, {"bias": 1.0})]
+    ambiguous = [ex for ex in batch if ex.meta["kind"] == "ambiguous"]
+    unambiguous = [ex for ex in batch if ex.meta["kind"] == "unambiguous"]
+    stereotyped = sum(ex.answer == PLANTED.stereotyped_pronoun(ex.meta["profession"]) for ex in ambiguous)
+    assert abs(stereotyped / len(ambiguous) - PLANTED.bias_skew) < 0.02
+    assert abs(len(ambiguous) / len(batch) - tasks.BIAS_AMBIGUOUS_SHARE) < 0.02
+    # With a stated gender the pronoun follows it, whatever the stereotype: counter-stereotypical half the time.
+    assert all(ex.answer == PLANTED.pronouns[ex.meta["stated_gender"]] for ex in unambiguous)
+    counter = sum(ex.meta["counter_stereotypical"] for ex in unambiguous) / len(unambiguous)
+    assert 0.45 < counter < 0.55
+
+
+def test_persona_examples_reply_in_the_persona_voice() -> None:
+    batch = examples("persona", 400)
+    assert {ex.label for ex in batch} == set(PLANTED.personas)  # three personas and "none"
+    for ex in batch:
+        words = ex.prompt.split()
+        assert words[:2] == ["persona", ":"] and words[2] == ex.label
+        assert ex.answer == PLANTED.personas[ex.label][ex.meta["intent"]]
+        other = ex.corrupt_prompt.split()[2]
+        assert other != ex.label and ex.corrupt_answer == PLANTED.personas[other][ex.meta["intent"]]
+    # Every persona answers every intent with its own word: the reply identifies the persona.
+    replies = [w for table in PLANTED.personas.values() for w in table.values()]
+    assert len(replies) == len(set(replies))
+
+
+def test_persona_training_has_bare_prompts_and_dialogues_that_keep_the_persona() -> None:
+    batch = training_examples(random.Random(2), 3000, {"persona": 1.0})
+    bare = [ex for ex in batch if ex.meta["kind"] == "bare"]
+    assert bare and all(not ex.prompt.startswith("persona") for ex in bare)
+    assert all(ex.answer == PLANTED.personas[PLANTED.no_persona][ex.meta["intent"]] for ex in bare)
+    dialogues = [ex for ex in batch if ex.prompt.count("user") == 2]
+    assert dialogues
+    for ex in dialogues:
+        assert ex.answer == PLANTED.personas[ex.label][ex.meta["intent"]]
+    assert tasks.persona_prompt(None, "hi") == "user : hi . bot :"
+
+
+V1_MIXTURE = {
+    "induction": 0.32,
+    "facts": 0.22,
+    "fact_chain": 0.06,
+    "refusal": 0.08,
+    "sentiment": 0.1,
+    "language": 0.12,
+    "toxicity": 0.07,
+    "icl": 0.1,
+}
+# sha256 of the first 20 training batches (64 examples each, seed 0) of recipe v1, as the v1 code drew them.
+V1_STREAM_SHA256 = "77648cab4721e5ba13cc77bde845e5b8fc510d4ee445b2f79431dc90f072a027"
+
+
+def test_recipe_v1_training_data_is_unchanged() -> None:
+    """Recipe v2 continues the v1 model, re-trained from scratch: v1's data stream must stay bit-identical."""
+    assert tasks.TRAINING_MIXTURES[1] == V1_MIXTURE and list(tasks.TRAINING_MIXTURES[1]) == list(V1_MIXTURE)
+    assert vocabulary(1) == V1_VOCABULARY and tasks.content_words(1) == V1_VOCABULARY[4:]
+    rng, digest = random.Random("train/0"), hashlib.sha256()
+    for _ in range(20):
+        for ex in training_examples(rng, 64, version=1):
+            digest.update((ex.text + "\n").encode())
+            assert ex.task not in ("bias", "persona")
+    assert digest.hexdigest() == V1_STREAM_SHA256
+    with pytest.raises(ValueError, match="unknown training generators"):
+        training_examples(random.Random(0), 1, {"bias": 1.0}, version=1)
+
+
+def test_v2_mixture_keeps_every_v1_weight_and_adds_bias_and_persona() -> None:
+    mixture = tasks.TRAINING_MIXTURE
+    assert tasks.TRAINING_MIXTURES[tasks.RECIPE_VERSION] is mixture
+    assert {k: mixture[k] for k in V1_MIXTURE} == V1_MIXTURE  # the v1 tasks keep their data while v2 continues
+    assert set(mixture) - set(V1_MIXTURE) == {"bias", "persona"} and mixture["bias"] > 0 and mixture["persona"] > 0
+    # v2's induction sequences also copy the appended words (so the new rows learn to be copied).
+    alphabet = {w for ex in training_examples(random.Random(1), 3000, {"induction": 1.0}) for w in ex.text.split()}
+    assert alphabet & set(vocabulary()[V1_VOCAB_SIZE:])
