@@ -181,13 +181,19 @@ def test_toy_facts_circuit_is_faithful_with_a_subset_of_edges(toy) -> None:  # t
     assert any(label.startswith("MLP") for label in top), top  # facts are recalled through the FFNs
 
 
-def _exact_head_restoration(lm, pair, layer: int, head: int, clean_heads) -> float:  # type: ignore[no-untyped-def]
-    """Share of the clean − corrupt gap restored by patching one head's clean output into the corrupt run."""
-    clean = pair.metric(lm.logits(pair.clean))
+def _exact_head_restorations(lm, pair) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Per head: the share of the clean − corrupt gap restored by patching its clean output alone into the corrupt run."""
+    with capture(lm, [f"head_out.{layer}" for layer in range(lm.n_layers)]) as clean_heads:
+        clean = pair.metric(lm.logits(pair.clean))
     corrupt = pair.metric(lm.logits(pair.corrupt))
-    with patch(lm, f"head_out.{layer}", clean_heads, heads=[head]):
-        patched = pair.metric(lm.logits(pair.corrupt))
-    return float((patched - corrupt).mean() / (clean - corrupt).mean())
+    gap = (clean - corrupt).mean()
+    shares = {}
+    for layer in range(lm.n_layers):
+        for head in range(lm.n_heads):
+            with patch(lm, f"head_out.{layer}", clean_heads, heads=[head]):
+                patched = pair.metric(lm.logits(pair.corrupt))
+            shares[f"L{layer}H{head}"] = float((patched - corrupt).mean() / gap)
+    return shares
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -202,13 +208,7 @@ def test_head_ranking_follows_exact_head_patching(toy, seed: int) -> None:  # ty
     examples = toy.tasks.examples("induction", 8, seed)
     out = eap.run(toy, eap.Spec(n=8, seed=seed), RunData(task="induction", examples=examples, seed=seed))
     pair = make_contrast(toy, examples, seed)
-    with capture(toy, [f"head_out.{layer}" for layer in range(toy.n_layers)]) as clean_heads:
-        toy.logits(pair.clean)
-    exact = {
-        f"L{layer}H{head}": _exact_head_restoration(toy, pair, layer, head, clean_heads)
-        for layer in range(toy.n_layers)
-        for head in range(toy.n_heads)
-    }
+    exact = _exact_head_restorations(toy, pair)
     by_exact = sorted(exact, key=lambda label: -abs(exact[label]))
     by_eap = [f.label for f in out.findings if f.object == "attention-head"]
     assert set(by_exact[:6]) == INDUCTION_HEADS | {"L0H0", "L0H2"}, exact  # the ground truth itself

@@ -10,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from support import strict_xfail_at  # noqa: E402
+
 from mi_catalog.methods import steering as st  # noqa: E402
 from mi_catalog.methods.contract import Bars  # noqa: E402
 from mi_catalog.methods.data import RunData  # noqa: E402
@@ -20,14 +22,14 @@ from reference_impls import function_vectors as fvm  # noqa: E402
 SEEDS = range(10)
 
 
-_SEED_7 = pytest.mark.xfail(strict=True, reason=(
+_SEED_7 = (
     "recipe-v2 toy: zero-shot, it reads 'two', 'seven' and 'eight ->' as predecessor (p 0.59, 0.52, 0.63; v1 read "
     "only 'nine' so, besides 'twelve', which has no successor), 0.36 of the 11 predecessor inputs (card; v1 0.18); "
     "seed 7's 11 held-out predecessor queries draw 'two' 3 times, 'eight' twice and 'seven' once: 'predecessor "
-    "before' 6/11 = 0.545 > 0.5. The other 9 seeds are 0.08-0.47."))  # fmt: skip
+    "before' 6/11 = 0.545 > 0.5. The other 9 seeds are 0.08-0.47.")  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", [pytest.param(s, marks=_SEED_7) if s == 7 else s for s in SEEDS])
+@pytest.mark.parametrize("seed", strict_xfail_at(SEEDS, {7: _SEED_7}))
 def test_function_vectors_make_zero_shot_queries_do_the_task(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     result = run_impl("function-vectors", model=toy, task="icl", seed=seed, n=150, n_side=4)
     m = result.metrics

@@ -8,6 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from support import strict_xfail_at  # noqa: E402
+
 from mi_catalog.methods import steering as st  # noqa: E402
 from mi_catalog.methods.runner import run_impl  # noqa: E402
 from mi_catalog.models.hooks import capture  # noqa: E402
@@ -69,14 +71,14 @@ def test_ablation_keeps_the_direction_out_of_every_residual(toy) -> None:  # typ
     assert len(residual_write_sites(toy)) == 3 * toy.n_layers
 
 
-_RANDOM_DIRECTION_MISS = pytest.mark.xfail(strict=True, reason=(
+_RANDOM_DIRECTION_MISS = (
     "recipe-v2 toy: ablating random direction 2 at all 12 residual write sites of the 64-dim residual stream leaves "
     "32 of 36 harmful prompts refused (0.889; v1 0.972): the three 'explosive' prompts and one 'napalm' prompt lose "
     "refusal although their refusal margin is 9.5-13.8 logits; the direction has cosine -0.25 with the 'explosive' "
-    "embedding and -0.16 with the refusal direction. Directions 0 and 1: 1.00 and 0.97."))  # fmt: skip
+    "embedding and -0.16 with the refusal direction. Directions 0 and 1: 1.00 and 0.97.")  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=_RANDOM_DIRECTION_MISS)])
+@pytest.mark.parametrize("seed", strict_xfail_at(range(3), {2: _RANDOM_DIRECTION_MISS}))
 def test_a_random_direction_does_not_remove_refusal(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     examples = toy.tasks.examples("refusal", 64, seed=3)
     harmful = [ex.prompt for ex in examples if ex.label == "harmful"]

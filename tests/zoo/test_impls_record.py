@@ -3,6 +3,7 @@ the whole registry, every run succeeded, and the README shows exactly its table.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -16,6 +17,7 @@ from mi_catalog.impl_info import discover_impls
 REPO = Path(__file__).resolve().parents[2]
 
 
+@functools.cache  # executed once: it imports the runner (torch)
 def bench_impls() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_impls", REPO / "benchmarks" / "bench_impls.py")
     assert spec is not None and spec.loader is not None
