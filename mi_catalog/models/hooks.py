@@ -23,6 +23,7 @@ The attention mask of the running forward pass is read from the model call
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -140,45 +141,107 @@ def selection(
 
 
 # ---------------------------------------------------------------------------
-# Hook registration: one function per kind of hook point
+# Hook points: one torch hook per module and phase, shared by every site on it
 # ---------------------------------------------------------------------------
+#
+# Every site lives on a module's first input ("pre": a forward pre-hook) or its first output ("post": a
+# forward hook; the attention pattern is the second output). Instead of one torch hook per site and
+# intervention, a module carries one :class:`_Point` per phase that runs a tuple of *entries* (canonical
+# activation → replacement or None) in registration order: torch's per-hook dispatch is paid once per module
+# however many sites and nested interventions read it. Entries are bound once at registration (site key,
+# head counts, view), so a forward pass runs no site parsing, no config look-ups and no mask building.
+#
+# The order is exactly that of one torch hook per entry: a new entry joins a module's newest point only while
+# that point's torch hook is still the module's last one; after any other hook was registered there (another
+# library, a raw ``register_forward_hook``) it gets a new point behind it. A point's torch hook is removed with
+# its last entry, so a model carries no hook of ours outside an intervention (:func:`hook_snapshot`).
+
+PRE, POST = "pre", "post"
 
 
-def _replace_first(output: Any, new: torch.Tensor) -> Any:
-    if isinstance(output, torch.Tensor):
-        return new
-    return (new, *output[1:])
+class _Point:
+    """One torch hook on one module (phase ``pre`` or ``post``) running its entries in registration order."""
 
+    __slots__ = ("entries", "handle", "hooks", "phase", "tails")
 
-def _first(output: Any) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output[0]
+    def __init__(self, module: nn.Module, phase: str, tails: dict[str, _Point]) -> None:
+        self.entries: tuple[Any, ...] = ()  # pre: fns; post: (reads_pattern, fn) pairs
+        self.phase = phase
+        self.tails = tails  # the module's newest point per phase (this registry entry holds no module reference)
+        if phase == PRE:
+            self.hooks = module._forward_pre_hooks
+            self.handle = module.register_forward_pre_hook(self._pre, with_kwargs=True)
+        else:
+            self.hooks = module._forward_hooks
+            self.handle = module.register_forward_hook(self._post)
 
-
-def _output_hook(module: nn.Module, fn: ActFn) -> RemovableHandle:
-    """Edit the (first) output of ``module``."""
-
-    def hook(_mod: nn.Module, _args: Any, output: Any) -> Any:
-        act = _first(output)
-        new = fn(act)
-        return None if new is None or new is act else _replace_first(output, new)
-
-    return module.register_forward_hook(hook)
-
-
-def _input_hook(module: nn.Module, fn: ActFn) -> RemovableHandle:
-    """Edit the first input (positional or ``hidden_states=``) of ``module``."""
-
-    def hook(_mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _pre(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The first input (positional or ``hidden_states=``) through every entry."""
         act = args[0] if args else kwargs["hidden_states"]
-        new = fn(act)
-        if new is None or new is act:
+        cur = act
+        for fn in self.entries:
+            new = fn(cur)
+            if new is not None:
+                cur = new
+        if cur is act:
             return None
-        return ((new, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
+        return ((cur, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": cur})
 
-    return module.register_forward_pre_hook(hook, with_kwargs=True)
+    def _post(self, _module: nn.Module, _args: Any, output: Any) -> Any:
+        """The first output through every entry; pattern entries read the (unchanged) second output."""
+        single = isinstance(output, torch.Tensor)
+        act = output if single else output[0]
+        cur = act
+        for reads_pattern, fn in self.entries:
+            if reads_pattern:
+                fn(output)
+                continue
+            new = fn(cur)
+            if new is not None:
+                cur = new
+        if cur is act:
+            return None
+        return cur if single else (cur, *output[1:])
 
 
-def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[RemovableHandle]:
+class _EntryHandle:
+    """Removes one entry from its point (idempotent); the point's torch hook goes with its last entry."""
+
+    __slots__ = ("entry", "point")
+
+    def __init__(self, point: _Point, entry: Any) -> None:
+        self.point: _Point | None = point
+        self.entry = entry
+
+    def remove(self) -> None:
+        point, self.point = self.point, None
+        if point is None:
+            return
+        point.entries = tuple(e for e in point.entries if e is not self.entry)
+        if not point.entries:
+            point.handle.remove()
+            if point.tails.get(point.phase) is point:
+                del point.tails[point.phase]
+
+
+_TAILS: weakref.WeakKeyDictionary[nn.Module, dict[str, _Point]] = weakref.WeakKeyDictionary()
+Handle: TypeAlias = "RemovableHandle | _EntryHandle"
+
+
+def _attach(module: nn.Module, phase: str, entry: Any) -> _EntryHandle:
+    """Append ``entry`` to ``module``'s newest ``phase`` point, or to a new one if another hook came after it."""
+    tails = _TAILS.get(module)
+    if tails is None:
+        tails = _TAILS[module] = {}
+    point = tails.get(phase)
+    hooks = module._forward_pre_hooks if phase == PRE else module._forward_hooks
+    if point is None or not hooks or next(reversed(hooks)) != point.handle.id:
+        point = tails[phase] = _Point(module, phase, tails)
+    point.entries = (*point.entries, entry)
+    return _EntryHandle(point, entry)
+
+
+def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[Handle]:
     """Hook ``fn`` (canonical activation → replacement or None) at site ``s``, as the family's table says."""
     point = lm.family.sites.get(s.name)
     if point is None:
@@ -188,11 +251,11 @@ def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[RemovableHandle]
         return _resid_mid_hooks(lm, s.layer, fn)
     module = _hook_module(lm, point.module, s.layer)
     if point.kind == "pattern":
-        return [_pattern_hook(module, fn, s)]
+        return [_attach(module, POST, (True, _pattern_reader(fn, s)))]
     viewed = _viewed(lm, point.view, fn)
     if point.kind == "input":
-        return [_input_hook(module, viewed)]
-    return [_output_hook(module, viewed)]
+        return [_attach(module, PRE, viewed)]
+    return [_attach(module, POST, (False, viewed))]
 
 
 def _hook_module(lm: LoadedModel, template: str, layer: int | None) -> nn.Module:
@@ -205,42 +268,49 @@ def _hook_module(lm: LoadedModel, template: str, layer: int | None) -> nn.Module
 
 
 def _viewed(lm: LoadedModel, view: str, fn: ActFn) -> ActFn:
-    """Wrap ``fn`` so it sees the site's canonical shape and its edit is written back into the raw tensor."""
+    """Wrap ``fn`` so it sees the site's canonical shape and its edit is written back into the raw tensor.
+
+    Head counts are read once here, not per call (``lm.n_heads`` goes through the config's attribute lookup).
+    """
     if view == "full":
         return fn
+    n_heads, d_head = lm.n_heads, lm.d_head
     if view in ("heads", "kv_heads"):
-        n = lm.n_heads if view == "heads" else lm.n_kv_heads
+        n = n_heads if view == "heads" else lm.n_kv_heads
 
         def split(flat: torch.Tensor) -> torch.Tensor | None:
-            z = flat.reshape(*flat.shape[:-1], n, lm.d_head)  # [batch, pos, n, d_head]
-            new = fn(z)
-            return None if new is None else new.reshape(flat.shape)
+            shape = flat.shape
+            new = fn(flat.reshape(*shape[:-1], n, d_head))  # [batch, pos, n, d_head]
+            return None if new is None else new.reshape(shape)
 
         return split
     part = "qkv".index(view.split(":")[1])
-    layout = lm.family.qkv_layout
+    width = n_heads * d_head
+    if lm.family.qkv_layout == "blocked":  # GPT-2: [Q | K | V] along the last dim
 
-    def fused(raw: torch.Tensor) -> torch.Tensor | None:
-        n, dh = lm.n_heads, lm.d_head
-        if layout == "blocked":  # GPT-2: [Q | K | V] along the last dim
-            parts = list(raw.split(n * dh, dim=-1))
-            new = fn(parts[part].reshape(*raw.shape[:-1], n, dh))
+        def blocked(raw: torch.Tensor) -> torch.Tensor | None:
+            parts = list(raw.split(width, dim=-1))
+            new = fn(parts[part].reshape(*raw.shape[:-1], n_heads, d_head))
             if new is None:
                 return None
-            parts[part] = new.reshape(*raw.shape[:-1], n * dh)
+            parts[part] = new.reshape(*raw.shape[:-1], width)
             return torch.cat(parts, dim=-1)
-        grouped = raw.reshape(*raw.shape[:-1], n, 3, dh)  # GPT-NeoX: per head [q_h | k_h | v_h]
+
+        return blocked
+
+    def per_head(raw: torch.Tensor) -> torch.Tensor | None:  # GPT-NeoX: per head [q_h | k_h | v_h]
+        grouped = raw.reshape(*raw.shape[:-1], n_heads, 3, d_head)
         new = fn(grouped[..., part, :])
         if new is None:
             return None
         pieces = [new if i == part else grouped[..., i, :] for i in range(3)]
         return torch.stack(pieces, dim=-2).reshape(raw.shape)
 
-    return fused
+    return per_head
 
 
-def _pattern_hook(attn: nn.Module, fn: ActFn, s: Site) -> RemovableHandle:
-    def hook(_mod: nn.Module, _args: Any, output: Any) -> None:
+def _pattern_reader(fn: ActFn, s: Site) -> Callable[[Any], None]:
+    def read(output: Any) -> None:
         pattern = output[1] if isinstance(output, tuple) and len(output) > 1 else None
         if pattern is None:
             raise RuntimeError(
@@ -250,10 +320,10 @@ def _pattern_hook(attn: nn.Module, fn: ActFn, s: Site) -> RemovableHandle:
         if new is not None and new is not pattern:
             raise SiteError(f"{s.key} is read-only: the pattern is already applied; edit head_out instead")
 
-    return attn.register_forward_hook(hook)
+    return read
 
 
-def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], Any]) -> list[RemovableHandle]:
+def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], Any]) -> list[Handle]:
     """resid_mid = resid_pre + attn_out. No module outputs it, so read resid_pre at the block input and
     edit through the attention output: attn_out' = f(resid_pre + attn_out) - resid_pre."""
     if lm.parallel_residual:
@@ -261,6 +331,7 @@ def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], A
             f"resid_mid does not exist in {type(lm.model).__name__} with a parallel residual "
             "(attention and FFN read the same resid_pre); use attn_out / mlp_out"
         )
+    attn = layer_submodule(lm, layer, lm.family.attn)
     seen: dict[str, torch.Tensor] = {}
 
     def remember(resid_pre: torch.Tensor) -> None:
@@ -271,13 +342,7 @@ def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], A
         new = fn(resid_pre + attn_out)  # the block computes exactly this sum next
         return None if new is None else new - resid_pre
 
-    handles = [_input_hook(layer_module(lm, layer), remember)]
-    try:
-        handles.append(_output_hook(layer_submodule(lm, layer, lm.family.attn), through_attn))
-    except BaseException:
-        handles[0].remove()
-        raise
-    return handles
+    return [_attach(layer_module(lm, layer), PRE, remember), _attach(attn, POST, (False, through_attn))]
 
 
 def _mask_tracker(lm: LoadedModel, state: ForwardState) -> RemovableHandle:
@@ -291,19 +356,26 @@ def _mask_tracker(lm: LoadedModel, state: ForwardState) -> RemovableHandle:
 
 
 @contextlib.contextmanager
-def edit(lm: LoadedModel, edits: Iterable[tuple[SiteLike, EditFn]]) -> Iterator[ForwardState]:
-    """The general intervention: apply each ``fn(act, state) -> new act | None`` at its site."""
-    state = ForwardState()
-    handles: list[RemovableHandle] = []
+def _hooked(lm: LoadedModel, state: ForwardState, entries: Iterable[tuple[Site, ActFn]]) -> Iterator[None]:
+    """Register the mask tracker, then each ``(site, fn)``; remove exactly those on exit, also on error."""
+    handles: list[Handle] = []
     try:
         handles.append(_mask_tracker(lm, state))
-        for where, fn in edits:
-            # A read-only site (attn_pattern) accepts captures; a replacement raises when the hook fires.
-            handles.extend(_register_site(lm, site(where), _bind(fn, state)))
-        yield state
+        for s, fn in entries:
+            handles.extend(_register_site(lm, s, fn))
+        yield
     finally:
         for handle in reversed(handles):
             handle.remove()
+
+
+@contextlib.contextmanager
+def edit(lm: LoadedModel, edits: Iterable[tuple[SiteLike, EditFn]]) -> Iterator[ForwardState]:
+    """The general intervention: apply each ``fn(act, state) -> new act | None`` at its site."""
+    state = ForwardState()
+    # A read-only site (attn_pattern) accepts captures; a replacement raises when the hook fires.
+    with _hooked(lm, state, ((site(where), _bind(fn, state)) for where, fn in edits)):
+        yield state
 
 
 def _bind(fn: EditFn, state: ForwardState) -> Callable[[torch.Tensor], torch.Tensor | None]:
@@ -330,20 +402,32 @@ def all_sites(lm: LoadedModel, names: Iterable[str] = SITE_NAMES) -> list[Site]:
 def capture(lm: LoadedModel, sites: Iterable[SiteLike] | None = None, detach: bool = True) -> Iterator[Cache]:
     """Record activations at ``sites`` (default: every site) into a :class:`Cache`; the last forward wins."""
     cache = Cache()
+    state = ForwardState()
     targets = [site(s) for s in sites] if sites is not None else all_sites(lm)
+    with _hooked(lm, state, ((s, _recorder(cache, state, s.key, detach)) for s in targets)):
+        yield cache
 
-    def recorder(s: Site) -> EditFn:
-        def record(act: torch.Tensor, state: ForwardState) -> torch.Tensor | None:
-            cache.acts[s.key] = act.detach() if detach else act
+
+def _recorder(cache: Cache, state: ForwardState, key: str, detach: bool) -> ActFn:
+    """Store the canonical activation under ``key`` (bound once: no site parsing per call)."""
+    if detach:
+
+        def record(act: torch.Tensor) -> None:
+            # Only a tensor in an autograd graph needs detaching; any other is stored as is (a detached alias
+            # of it would be the same values, one tensor op per site and forward dearer).
+            cache.acts[key] = act.detach() if act.requires_grad else act
             cache.attention_mask = state.attention_mask
-            # Without detach, hand the (possibly reshaped) tensor back so the forward pass uses exactly it:
-            # a per-head view of W_O's input is then in the autograd graph and gets a gradient.
-            return None if detach else act
 
         return record
 
-    with edit(lm, [(s, recorder(s)) for s in targets]):
-        yield cache
+    def record_attached(act: torch.Tensor) -> torch.Tensor:
+        cache.acts[key] = act
+        cache.attention_mask = state.attention_mask
+        # Hand the (possibly reshaped) tensor back so the forward pass uses exactly it: a per-head view of
+        # W_O's input is then in the autograd graph and gets a gradient.
+        return act
+
+    return record_attached
 
 
 def run_with_cache(
@@ -410,7 +494,9 @@ def edit_weights(lm: LoadedModel, updates: dict[str, torch.Tensor]) -> Iterator[
             for name, value in updates.items():
                 param = params[name]
                 if tuple(value.shape) != tuple(param.shape):
-                    raise ValueError(f"{name}: new value has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                    raise ValueError(
+                        f"{name}: new value has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}"
+                    )
                 saved[name] = param.detach().clone()
                 param.copy_(value.to(device=param.device, dtype=param.dtype))
         yield
