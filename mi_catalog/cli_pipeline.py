@@ -15,6 +15,7 @@ from typing import Any
 from mi_catalog.errors import CliError
 from mi_catalog.impl_info import ImplInfo, discover_impls
 from mi_catalog.methods.plan import Plan, PlanError, plan_for, plan_pipeline
+from mi_catalog.models import BACKENDS
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                     help="model code: auto (default: our own Llama for plain Llama folders, else transformers), "
+                     "native or transformers")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     parser.add_argument("--plan", action="store_true", help="print what would run (reproduction or pipeline) and exit")
 
@@ -140,9 +144,9 @@ def _execute(plan: Plan, args: argparse.Namespace, progress: Any) -> Any:
         if plan.kind == "reproduction":
             result = run_impl(str(plan.impl), model=args.model, seed=args.seed, device=args.device, dtype=args.dtype,
                               task=getattr(args, "task", None), n=args.n, prompts_file=getattr(args, "prompts", None),
-                              progress=progress)  # fmt: skip
+                              progress=progress, backend=getattr(args, "backend", "auto"))  # fmt: skip
         else:
-            lm = load_model(str(args.model), device=args.device, dtype=args.dtype)
+            lm = load_model(str(args.model), device=args.device, dtype=args.dtype, backend=getattr(args, "backend", "auto"))
             result = run_pipeline(lm, plan, seed=args.seed, n=args.n, task=getattr(args, "task", None) if plan.entry
                                   else None, progress=progress)  # fmt: skip
     except UnsupportedModelError as err:

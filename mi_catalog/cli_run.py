@@ -14,6 +14,7 @@ from typing import Any
 
 from mi_catalog.errors import CliError
 from mi_catalog.impl_info import ImplInfo, discover_impls
+from mi_catalog.models import BACKENDS
 from mi_catalog.progress import ProgressBar
 
 
@@ -37,6 +38,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     run.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    run.add_argument("--backend", choices=BACKENDS, default="auto",
+                     help="model code: auto (default: our own Llama for plain Llama folders, else transformers), "
+                     "native or transformers")  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     run.add_argument("--plan", action="store_true",
                      help="print what would run (reproduction or pipeline, the command) and exit")  # fmt: skip
@@ -151,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_impl(args.target, model=args.model, out_dir=args.out, seed=args.seed, device=args.device,
                           dtype=args.dtype, task=args.task, n=args.n, prompts_file=args.prompts,
-                          progress=progress)  # fmt: skip
+                          progress=progress, backend=args.backend)  # fmt: skip
     except UnsupportedModelError as err:
         raise CliError(f"model not supported: {err}", 2) from None
     except (ModelLoadError, TaskDataError, RunError, SiteError) as err:

@@ -730,7 +730,7 @@ def run_pipeline(lm: LoadedModel, plan: P.Plan, *, seed: int = 0, n: int | None 
                         *(f"locate stage: {note}" for note in located_output.notes)]  # fmt: skip
     result = RunResult(impl=run_id, model=lm.name, task=chosen, output=output, entry=plan.entry, kind="pipeline",
                        seed=seed, seconds=time.perf_counter() - start, data_source=lm.tasks.name,
-                       plan=plan.to_dict())  # fmt: skip
+                       plan=plan.to_dict(), backend=lm.backend)  # fmt: skip
     return result
 
 

@@ -54,6 +54,7 @@ class RunResult:
     figures: list[str] = field(default_factory=list)  # files written under out_dir
     data_source: str = ""
     plan: dict[str, Any] | None = None  # how an entry's run was chosen (mi_catalog.methods.plan.Plan.to_dict)
+    backend: str = ""  # which model code ran: "native" (our Llama) or "transformers"
 
     @property
     def metrics(self) -> dict[str, int | float]:
@@ -65,6 +66,7 @@ class RunResult:
             "entry": self.entry,
             "kind": self.kind,
             "model": self.model,
+            "backend": self.backend,
             "task": self.task,
             "data": self.data_source,
             "seed": self.seed,
@@ -273,11 +275,13 @@ def run_impl(
     n: int | None = None,
     prompts_file: str | Path | None = None,
     progress: Progress = no_progress,
+    backend: str = "auto",
     **spec_overrides: Any,
 ) -> RunResult:
     """Run an implementation (by its id or by a catalog entry it reproduces) on ``model``.
 
-    ``model`` is ``"toy"``, a fetched model name, a local folder, a hub id, or a loaded ``LoadedModel``.
+    ``model`` is ``"toy"``, a fetched model name, a local folder, a hub id, or a loaded ``LoadedModel``;
+    ``backend`` chooses the model code for a name (``mi_catalog.models.loading.BACKENDS``).
     """
     from mi_catalog.models import require_run_extra
 
@@ -289,7 +293,8 @@ def run_impl(
     from mi_catalog.models.loading import LoadedModel, load_model
 
     registered = registry()[info.id]
-    lm = model if isinstance(model, LoadedModel) else load_model(str(model), device=device, dtype=dtype)
+    lm = model if isinstance(model, LoadedModel) else load_model(str(model), device=device, dtype=dtype,
+                                                                         backend=backend)  # fmt: skip
     spec = make_spec(registered.module, seed, **spec_overrides)
     count = n if n is not None else int(getattr(spec, "n", 16))
     chosen, examples, described = select_examples(lm, info, task, count, seed, prompts_file)
@@ -305,7 +310,7 @@ def run_impl(
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     result = RunResult(impl=info.id, model=lm.name, task=chosen, output=output, entry=entry, seed=seed,
-                       seconds=seconds, data_source=described)  # fmt: skip
+                       seconds=seconds, data_source=described, backend=lm.backend)  # fmt: skip
     if out_path is not None:
         write_outputs(result, out_path)
     return result

@@ -14,9 +14,14 @@ lazily from the submodules, which need the ``run`` extra (torch, transformers).
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from typing import Any
 
 from mi_catalog.errors import UsageError
+
+# Which model code runs a checkpoint (see mi_catalog.models.loading); here, torch-free, for the CLI's choices.
+BACKENDS = ("auto", "native", "transformers")
 
 _EXPORTS = {
     # loading
@@ -80,14 +85,20 @@ class RunExtraMissing(UsageError, ImportError):
 
 def require_run_extra() -> None:
     """Raise :class:`RunExtraMissing` with the install command when torch or transformers is missing."""
-    missing = []
-    for name in ("torch", "transformers"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    missing = [name for name in ("torch", "transformers") if not _installed(name)]
     if missing:
         raise RunExtraMissing(f"running models needs {' and '.join(missing)}; install with: {RUN_EXTRA_HINT}")
+
+
+def _installed(name: str) -> bool:
+    """Whether ``import name`` would find the package — without importing it (transformers alone costs ~1 s, and
+    our own Llama path never needs it)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: blocked (the tests simulate a missing extra this way)
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def prepare_cli_process() -> None:

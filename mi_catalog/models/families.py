@@ -151,7 +151,7 @@ GPT_NEOX = Family(
 
 LLAMA = Family(
     name="llama",
-    model_classes=("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"),
+    model_classes=("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "NativeLlamaForCausalLM"),
     layers="model.layers",
     embed="model.embed_tokens",
     final_norm="model.norm",

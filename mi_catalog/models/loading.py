@@ -3,6 +3,14 @@
 Every model is loaded with safetensors only, without remote code, in eval
 mode, with **eager** attention: the fused kernels (sdpa, flash) never
 materialise the attention pattern, so ``attn_pattern`` would silently be empty.
+
+Two backends build the model. ``"native"`` is our own Llama (:mod:`mi_catalog.models.native`, same module
+tree and parameter names as transformers', no transformers import: a cold load of SmolLM2-135M in well under
+a second instead of 3+ s); ``"transformers"`` is ``AutoModelForCausalLM``. ``backend="auto"`` (the default)
+uses the native one for a local folder whose ``config.json`` it runs exactly (plain ``LlamaForCausalLM``,
+:func:`~mi_catalog.models.native.native_support`) other than the toy, and transformers for everything else —
+hub ids, other architectures, the toy (its card was measured with it; the parity tests show both agree).
+``LoadedModel.backend`` says which one ran.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mi_catalog.models import BACKENDS
 from mi_catalog.models.families import Family, family_for_model
 
 TOY_NAME = "toy"
@@ -64,6 +73,7 @@ class LoadedModel:
     tasks: Any = None  # a mi_catalog.tasks.TaskSource
     card: dict[str, Any] | None = None
     path: str | None = None  # the folder the weights came from
+    backend: str = "transformers"  # "native" (mi_catalog.models.native) or "transformers"
 
     @property
     def config(self) -> Any:
@@ -190,7 +200,7 @@ class LoadedModel:
 
 def wrap_model(
     model: nn.Module, tokenizer: Any = None, name: str = "", tasks: Any = None, card: dict[str, Any] | None = None,
-    path: str | None = None,
+    path: str | None = None, backend: str | None = None,
 ) -> LoadedModel:  # fmt: skip
     """Wrap an already-built model (e.g. a random-init test model); forces eager attention and eval mode.
 
@@ -203,8 +213,10 @@ def wrap_model(
         from mi_catalog.models.prompts import EnglishTaskSource
 
         tasks = EnglishTaskSource(model_name=name)
+    if backend is None:
+        backend = "native" if type(model).__module__ == "mi_catalog.models.native" else "transformers"
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, name=name or type(model).__name__,
-                       tasks=tasks, card=card, path=path)  # fmt: skip
+                       tasks=tasks, card=card, path=path, backend=backend)  # fmt: skip
 
 
 def use_eager_attention(model: nn.Module) -> None:
@@ -301,23 +313,34 @@ def resolve_model_path(name_or_path: str) -> Path | None:
 
 
 def load_model(
-    name_or_path: str = TOY_NAME, device: str = "cpu", dtype: str | torch.dtype | None = None
+    name_or_path: str = TOY_NAME, device: str = "cpu", dtype: str | torch.dtype | None = None, backend: str = "auto"
 ) -> LoadedModel:
     """Load ``"toy"``, a model fetched with ``mi-catalog models get``, a local folder or a hub id.
 
     Eval mode, eager attention, safetensors only, no remote code. A folder holding a toy checkpoint (recognised
     by its files) is the toy, with the toy's task data; everything else gets the English task sets.
+    ``backend``: ``"auto"``, ``"native"`` (our Llama; an error naming the reason when the checkpoint needs
+    transformers) or ``"transformers"`` — see the module docstring.
     """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     torch_dtype = parse_dtype(dtype)
     dev = check_device(device)
+    folder = resolve_model_path(name_or_path)
+    toy = folder is not None and is_toy_checkpoint(folder)
+    name = TOY_NAME if name_or_path == TOY_NAME else str(name_or_path)
+    if folder is not None and not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
+    if folder is not None and _use_native(folder, backend, toy):
+        return _load_native(folder, dev, torch_dtype, name=name, toy=toy)
+    if backend == "native":
+        raise ModelLoadError(f"--backend native needs a local model folder; {name_or_path!r} is a hub id")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise on the CLI's stderr
-    folder = resolve_model_path(name_or_path)
-    if folder is not None and is_toy_checkpoint(folder):
-        return _load_toy(folder, dev, torch_dtype, name=TOY_NAME if name_or_path == TOY_NAME else str(name_or_path))
-    if folder is not None and not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
+    if toy:
+        assert folder is not None
+        return _load_toy(folder, dev, torch_dtype, name=name)
     source = str(folder) if folder is not None else name_or_path
     if folder is None and not _hub_cached(name_or_path) and not _hub_reachable():
         raise ModelLoadError(
@@ -343,6 +366,41 @@ def load_model(
         raise ModelLoadError(f"cannot load {name_or_path!r}: {str(err).splitlines()[0]}") from None
     model = model.to(dev)  # type: ignore[arg-type]
     return wrap_model(model, tokenizer, name=name_or_path, path=str(folder) if folder else None)
+
+
+def _use_native(folder: Path, backend: str, toy: bool) -> bool:
+    """Whether ``folder`` is loaded by our Llama: always when asked (or an error saying why it cannot), under
+    ``auto`` when its config is one we run exactly and it is not the toy."""
+    if backend == "transformers":
+        return False
+    from mi_catalog.models.native import native_support, read_config
+
+    try:
+        reason = native_support(read_config(folder))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{folder / 'config.json'}: unreadable ({err})") from None
+    if backend == "native":
+        if reason:
+            raise ModelLoadError(f"--backend native cannot run {folder}: {reason}; use --backend transformers")
+        return True
+    return reason is None and not toy
+
+
+def _load_native(folder: Path, device: torch.device, dtype: torch.dtype | None, name: str, toy: bool) -> LoadedModel:
+    from mi_catalog.models.native import load_native
+    from mi_catalog.models.tokenizing import NativeTokenizer, TokenizerFilesError
+
+    try:
+        model = load_native(folder, device=device, dtype=dtype)
+        tokenizer = NativeTokenizer.from_folder(folder)
+    except (OSError, ValueError, TokenizerFilesError) as err:
+        raise ModelLoadError(f"cannot load {folder}: {str(err).splitlines()[0]}") from None
+    if not toy:
+        return wrap_model(model, tokenizer, name=name, path=str(folder), backend="native")
+    from mi_catalog.toy import ToyTaskSource, read_card
+
+    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=read_card(folder), path=str(folder),
+                      backend="native")  # fmt: skip
 
 
 def _hub_cached(repo_id: str) -> bool:

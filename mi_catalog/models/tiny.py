@@ -15,7 +15,8 @@ import torch
 from mi_catalog.models.loading import LoadedModel, wrap_model
 from mi_catalog.models.prompts import FACTS, INDUCTION_WORDS
 
-TINY_FAMILIES = ("gpt2", "gpt-neox", "gpt-neox-sequential", "llama", "qwen2", "mistral")
+# "llama-native": the same random Llama as "llama", run by our own Llama (mi_catalog.models.native).
+TINY_FAMILIES = ("gpt2", "gpt-neox", "gpt-neox-sequential", "llama", "llama-native", "qwen2", "mistral")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 
 
@@ -67,6 +68,11 @@ def tiny_model(family: str = "llama", seed: int = 0, n_layers: int = 2, d_model:
     """A random-init 2-layer model of ``family`` with :func:`tiny_tokenizer`."""
     import transformers as tf
 
+    if family == "llama-native":
+        from mi_catalog.models.native import from_module
+
+        hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model)
+        return wrap_model(from_module(hf.model), hf.tokenizer, name="tiny-llama-native")
     vocab_size = len(tiny_vocabulary())
     torch.manual_seed(seed)
     config: Any

@@ -13,7 +13,7 @@ from mi_catalog.models.tiny import tiny_model  # noqa: E402
 torch.set_num_threads(1)
 
 # Sequential GPT-NeoX is covered by tests/models; here one model per family keeps the suite quick.
-IMPL_FAMILIES = ("gpt2", "gpt-neox", "llama", "qwen2", "mistral")
+IMPL_FAMILIES = ("gpt2", "gpt-neox", "llama", "llama-native", "qwen2", "mistral")
 
 # A universal example set in the tiny models' vocabulary: every field any method may need (subject for noise,
 # a same-token-length contrast prompt, a binary label). Word-level tokenizer: same word count = same length.

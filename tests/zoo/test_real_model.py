@@ -85,3 +85,41 @@ def test_results_record_matches_a_remeasurement(scorer: Any, real_model_dir: Pat
     picks = [0, 30]  # one harmful, one harmless (greedy generation is the slow part)
     got = score_task(scorer, "refusal", [rows[i] for i in picks])
     assert got == [i in set(record["tasks"]["refusal"]["correct"]) for i in picks]
+
+
+@pytest.mark.slow
+def test_native_llama_is_transformers_on_smollm2(real_model_dir: Path) -> None:
+    """`--model smollm2-135m` loads with our own Llama (no transformers import; issue 10's cold-start target):
+    it must be the same model as transformers' — same prompts after the chat template, same ids, same greedy
+    next token on every English prompt, logits and every site's activation equal up to float reordering."""
+    import torch
+
+    from mi_catalog.models import load_model
+    from mi_catalog.models.hooks import capture
+
+    theirs, ours = load_model(str(real_model_dir), backend="transformers"), load_model(str(real_model_dir))
+    assert (theirs.backend, ours.backend) == ("transformers", "native")
+    rows = [(task, row) for task in english.TASKS for row in english.load(task)]
+    texts = [theirs.format_prompt(row["prompt"], chat=bool(row.get("chat"))) for _, row in rows]
+    assert texts == [ours.format_prompt(row["prompt"], chat=bool(row.get("chat"))) for _, row in rows]
+    for text in texts:  # every prompt of every English set: the same ids and decodes
+        ids = theirs.tokenizer(text)["input_ids"]
+        assert ours.tokenizer(text)["input_ids"] == ids
+        assert ours.tokenizer.decode(ids, skip_special_tokens=True) == theirs.tokenizer.decode(ids, skip_special_tokens=True)
+    by_task: dict[str, list[str]] = {}
+    for (task, _), text in zip(rows, texts, strict=True):
+        by_task.setdefault(task, []).append(text)
+    for task, task_texts in by_task.items():  # 16 prompts per set: the same greedy next token, logits close
+        batch = theirs.encode(task_texts[:16])
+        assert torch.equal(ours.encode(task_texts[:16]).input_ids, batch.input_ids), task
+        logits_theirs, logits_ours = theirs.logits(batch)[:, -1], ours.logits(batch)[:, -1]
+        assert torch.equal(logits_ours.argmax(-1), logits_theirs.argmax(-1)), task
+        torch.testing.assert_close(logits_ours, logits_theirs, rtol=1e-4, atol=1e-2, msg=task)
+    batch = theirs.encode([task_texts[0] for task_texts in by_task.values()])  # every site and position
+    with capture(theirs) as cache_theirs:
+        theirs.logits(batch)
+    with capture(ours) as cache_ours:
+        ours.logits(batch)
+    for key in sorted(cache_theirs.keys()):
+        scale = float(cache_theirs[key].abs().max()) or 1.0
+        torch.testing.assert_close(cache_ours[key], cache_theirs[key], rtol=1e-4, atol=1e-3 * scale, msg=key)
