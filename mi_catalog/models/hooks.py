@@ -23,10 +23,11 @@ The attention mask of the running forward pass is read from the model call
 from __future__ import annotations
 
 import contextlib
+import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeAlias
 
 import torch
 from torch import nn
@@ -44,6 +45,7 @@ Components: TypeAlias = "int | Sequence[int] | torch.Tensor | None"
 # An edit maps the canonical activation at a site to a replacement (None = leave unchanged).
 EditFn: TypeAlias = "Callable[[torch.Tensor, ForwardState], torch.Tensor | None]"
 ActFn: TypeAlias = "Callable[[torch.Tensor], torch.Tensor | None]"
+View: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"
 
 
 @dataclass
@@ -61,24 +63,89 @@ class ForwardState:
         return mask[:, -pos:].to(device=act.device, dtype=torch.bool)
 
 
-@dataclass
-class Cache:
-    """Captured activations by site key (``"resid_post.3"``), plus the attention mask of their run."""
+class _Deferred:
+    """A captured value made when first read: ``op(*tensors)`` — the per-head view of a projection's raw
+    output, or resid_pre + attn_out. ``versions`` (for a sum) are the inputs' version counters when recorded:
+    an in-place change since then would change the sum, so it raises instead."""
 
-    acts: dict[str, torch.Tensor] = field(default_factory=dict)
-    attention_mask: torch.Tensor | None = None  # [batch, pos]
+    __slots__ = ("op", "tensors", "versions")
+
+    def __init__(
+        self, op: Callable[..., torch.Tensor], tensors: tuple[torch.Tensor, ...], versions: tuple[int, ...] | None
+    ) -> None:
+        self.op = op
+        self.tensors = tensors
+        self.versions = versions
+
+    def __call__(self) -> torch.Tensor:
+        if self.versions is not None and self.versions != tuple(t._version for t in self.tensors):
+            raise RuntimeError(
+                "a captured resid_mid's inputs (resid_pre, attn_out) were modified in place after the capture "
+                "recorded them; edits must return a new tensor"
+            )
+        return self.op(*self.tensors)
+
+
+class _Deferrals(NamedTuple):
+    """A detached capture's recorders that store inputs and make the value when it is read."""
+
+    view: Callable[[View], ActFn]  # the entry of a per-head site, given its view: stores the raw tensor
+    add: Callable[[torch.Tensor, torch.Tensor], None]  # resid_mid: stores resid_pre and attn_out
+
+
+class Cache:
+    """Captured activations by site key (``"resid_post.3"``), plus the attention mask of their run.
+
+    A detached capture keeps a per-head site (``q``, ``k``, ``v``, ``head_out``) as the module's raw tensor and
+    ``resid_mid`` as its two summands, and makes the ``[batch, pos, n_heads, d_head]`` view or the sum when the
+    site is first read (``cache[site]`` or ``.acts``): the same values, made out of the forward pass (and never
+    for sites nobody reads). A view shares the raw tensor's storage either way; the sum raises if a summand was
+    changed in place since it was recorded.
+    """
+
+    def __init__(self, acts: dict[str, torch.Tensor] | None = None, attention_mask: torch.Tensor | None = None) -> None:
+        self._acts: dict[str, Any] = {} if acts is None else acts  # values: tensors, or _Deferred until read
+        self._deferred = False  # whether a value may still be a _Deferred
+        self.attention_mask = attention_mask  # [batch, pos]
+
+    @property
+    def acts(self) -> dict[str, torch.Tensor]:
+        """Every captured activation by site key (in the order first recorded)."""
+        if self._deferred:
+            acts = self._acts
+            for key, value in acts.items():
+                if type(value) is _Deferred:
+                    acts[key] = value()
+            self._deferred = False
+        return self._acts
+
+    @acts.setter
+    def acts(self, value: dict[str, torch.Tensor]) -> None:
+        self._acts = value
+        self._deferred = False
 
     def __getitem__(self, key: SiteLike) -> torch.Tensor:
-        return self.acts[site(key).key]
+        name = site(key).key
+        value = self._acts[name]
+        if type(value) is _Deferred:
+            value = self._acts[name] = value()
+        return value  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, (str, Site)) and site(key).key in self.acts
+        return isinstance(key, (str, Site)) and site(key).key in self._acts
 
     def keys(self) -> list[str]:
-        return list(self.acts)
+        return list(self._acts)
 
     def __len__(self) -> int:
-        return len(self.acts)
+        return len(self._acts)
+
+    def __repr__(self) -> str:
+        return f"Cache({len(self._acts)} sites: {', '.join(self._acts)})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.acts  # noqa: B018 - make every deferred view, so a copy or pickle holds only tensors
+        return self.__dict__
 
 
 # ---------------------------------------------------------------------------
@@ -241,21 +308,26 @@ def _attach(module: nn.Module, phase: str, entry: Any) -> _EntryHandle:
     return _EntryHandle(point, entry)
 
 
-def _register_site(lm: LoadedModel, s: Site, fn: ActFn) -> list[Handle]:
-    """Hook ``fn`` (canonical activation → replacement or None) at site ``s``, as the family's table says."""
+def _register_site(lm: LoadedModel, s: Site, fn: ActFn, deferred: _Deferrals | None = None) -> list[Handle]:
+    """Hook ``fn`` (canonical activation → replacement or None) at site ``s``, as the family's table says.
+
+    ``deferred`` (a detached capture's) records a per-head site's raw tensor and resid_mid's summands instead,
+    for the value to be made when it is read.
+    """
     point = lm.family.sites.get(s.name)
     if point is None:
         raise SiteError(f"site {s.name!r} is not defined for the {lm.family.name} family")
     if point.kind == "resid_mid":
         assert s.layer is not None
-        return _resid_mid_hooks(lm, s.layer, fn)
+        return _resid_mid_hooks(lm, s.layer, fn, deferred.add if deferred is not None else None)
     module = _hook_module(lm, point.module, s.layer)
     if point.kind == "pattern":
         return [_attach(module, POST, (True, _pattern_reader(fn, s)))]
-    viewed = _viewed(lm, point.view, fn)
+    extract = _extractor(lm, point.view) if deferred is not None else None
+    entry = deferred.view(extract) if deferred is not None and extract is not None else _viewed(lm, point.view, fn)
     if point.kind == "input":
-        return [_attach(module, PRE, viewed)]
-    return [_attach(module, POST, (False, viewed))]
+        return [_attach(module, PRE, entry)]
+    return [_attach(module, POST, (False, entry))]
 
 
 def _hook_module(lm: LoadedModel, template: str, layer: int | None) -> nn.Module:
@@ -267,42 +339,54 @@ def _hook_module(lm: LoadedModel, template: str, layer: int | None) -> nn.Module
     return get_module(block, rest) if rest else block
 
 
-def _viewed(lm: LoadedModel, view: str, fn: ActFn) -> ActFn:
-    """Wrap ``fn`` so it sees the site's canonical shape and its edit is written back into the raw tensor.
-
-    Head counts are read once here, not per call (``lm.n_heads`` goes through the config's attribute lookup).
-    """
+def _extractor(lm: LoadedModel, view: str) -> View | None:
+    """The site's canonical view of the raw tensor at its hook point (None for ``full``); head counts are read
+    once here, not per call (``lm.n_heads`` goes through the config's attribute lookup)."""
     if view == "full":
-        return fn
+        return None
     n_heads, d_head = lm.n_heads, lm.d_head
     if view in ("heads", "kv_heads"):
         n = n_heads if view == "heads" else lm.n_kv_heads
+        return lambda flat: flat.reshape(*flat.shape[:-1], n, d_head)  # [batch, pos, n, d_head]
+    part = "qkv".index(view.split(":")[1])
+    if lm.family.qkv_layout == "blocked":  # GPT-2: [Q | K | V] along the last dim
+        width = n_heads * d_head
+        return lambda raw: raw.split(width, dim=-1)[part].reshape(*raw.shape[:-1], n_heads, d_head)
+    return lambda raw: raw.reshape(*raw.shape[:-1], n_heads, 3, d_head)[..., part, :]  # GPT-NeoX: [q_h k_h v_h]
+
+
+def _viewed(lm: LoadedModel, view: str, fn: ActFn) -> ActFn:
+    """Wrap ``fn`` so it sees the site's canonical shape and its edit is written back into the raw tensor."""
+    extract = _extractor(lm, view)
+    if extract is None:
+        return fn
+    if view in ("heads", "kv_heads"):
 
         def split(flat: torch.Tensor) -> torch.Tensor | None:
-            shape = flat.shape
-            new = fn(flat.reshape(*shape[:-1], n, d_head))  # [batch, pos, n, d_head]
-            return None if new is None else new.reshape(shape)
+            new = fn(extract(flat))
+            return None if new is None else new.reshape(flat.shape)
 
         return split
     part = "qkv".index(view.split(":")[1])
+    n_heads, d_head = lm.n_heads, lm.d_head
     width = n_heads * d_head
-    if lm.family.qkv_layout == "blocked":  # GPT-2: [Q | K | V] along the last dim
+    if lm.family.qkv_layout == "blocked":
 
         def blocked(raw: torch.Tensor) -> torch.Tensor | None:
-            parts = list(raw.split(width, dim=-1))
-            new = fn(parts[part].reshape(*raw.shape[:-1], n_heads, d_head))
+            new = fn(extract(raw))
             if new is None:
                 return None
+            parts = list(raw.split(width, dim=-1))
             parts[part] = new.reshape(*raw.shape[:-1], width)
             return torch.cat(parts, dim=-1)
 
         return blocked
 
-    def per_head(raw: torch.Tensor) -> torch.Tensor | None:  # GPT-NeoX: per head [q_h | k_h | v_h]
-        grouped = raw.reshape(*raw.shape[:-1], n_heads, 3, d_head)
-        new = fn(grouped[..., part, :])
+    def per_head(raw: torch.Tensor) -> torch.Tensor | None:
+        new = fn(extract(raw))
         if new is None:
             return None
+        grouped = raw.reshape(*raw.shape[:-1], n_heads, 3, d_head)
         pieces = [new if i == part else grouped[..., i, :] for i in range(3)]
         return torch.stack(pieces, dim=-2).reshape(raw.shape)
 
@@ -323,9 +407,13 @@ def _pattern_reader(fn: ActFn, s: Site) -> Callable[[Any], None]:
     return read
 
 
-def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], Any]) -> list[Handle]:
+def _resid_mid_hooks(
+    lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], Any],
+    record_summands: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> list[Handle]:  # fmt: skip
     """resid_mid = resid_pre + attn_out. No module outputs it, so read resid_pre at the block input and
-    edit through the attention output: attn_out' = f(resid_pre + attn_out) - resid_pre."""
+    edit through the attention output: attn_out' = f(resid_pre + attn_out) - resid_pre.
+    ``record_summands`` (a detached capture) stores resid_pre and attn_out instead of ``fn`` seeing the sum."""
     if lm.parallel_residual:
         raise SiteError(
             f"resid_mid does not exist in {type(lm.model).__name__} with a parallel residual "
@@ -337,10 +425,18 @@ def _resid_mid_hooks(lm: LoadedModel, layer: int, fn: Callable[[torch.Tensor], A
     def remember(resid_pre: torch.Tensor) -> None:
         seen["resid_pre"] = resid_pre
 
-    def through_attn(attn_out: torch.Tensor) -> torch.Tensor | None:
-        resid_pre = seen.pop("resid_pre")
-        new = fn(resid_pre + attn_out)  # the block computes exactly this sum next
-        return None if new is None else new - resid_pre
+    if record_summands is None:
+
+        def through_attn(attn_out: torch.Tensor) -> torch.Tensor | None:
+            resid_pre = seen.pop("resid_pre")
+            new = fn(resid_pre + attn_out)  # the block computes exactly this sum next
+            return None if new is None else new - resid_pre
+
+    else:
+
+        def through_attn(attn_out: torch.Tensor) -> torch.Tensor | None:
+            record_summands(seen.pop("resid_pre"), attn_out)
+            return None
 
     return [_attach(layer_module(lm, layer), PRE, remember), _attach(attn, POST, (False, through_attn))]
 
@@ -356,13 +452,15 @@ def _mask_tracker(lm: LoadedModel, state: ForwardState) -> RemovableHandle:
 
 
 @contextlib.contextmanager
-def _hooked(lm: LoadedModel, state: ForwardState, entries: Iterable[tuple[Site, ActFn]]) -> Iterator[None]:
-    """Register the mask tracker, then each ``(site, fn)``; remove exactly those on exit, also on error."""
+def _hooked(
+    lm: LoadedModel, state: ForwardState, entries: Iterable[tuple[Site, ActFn, _Deferrals | None]]
+) -> Iterator[None]:
+    """Register the mask tracker, then each ``(site, fn, deferred)``; remove exactly those on exit, also on error."""
     handles: list[Handle] = []
     try:
         handles.append(_mask_tracker(lm, state))
-        for s, fn in entries:
-            handles.extend(_register_site(lm, s, fn))
+        for s, fn, deferred in entries:
+            handles.extend(_register_site(lm, s, fn, deferred))
         yield
     finally:
         for handle in reversed(handles):
@@ -374,7 +472,7 @@ def edit(lm: LoadedModel, edits: Iterable[tuple[SiteLike, EditFn]]) -> Iterator[
     """The general intervention: apply each ``fn(act, state) -> new act | None`` at its site."""
     state = ForwardState()
     # A read-only site (attn_pattern) accepts captures; a replacement raises when the hook fires.
-    with _hooked(lm, state, ((site(where), _bind(fn, state)) for where, fn in edits)):
+    with _hooked(lm, state, ((site(where), _bind(fn, state), None) for where, fn in edits)):
         yield state
 
 
@@ -404,30 +502,47 @@ def capture(lm: LoadedModel, sites: Iterable[SiteLike] | None = None, detach: bo
     cache = Cache()
     state = ForwardState()
     targets = [site(s) for s in sites] if sites is not None else all_sites(lm)
-    with _hooked(lm, state, ((s, _recorder(cache, state, s.key, detach)) for s in targets)):
+    with _hooked(lm, state, (_recorders(cache, state, s, detach) for s in targets)):
         yield cache
 
 
-def _recorder(cache: Cache, state: ForwardState, key: str, detach: bool) -> ActFn:
-    """Store the canonical activation under ``key`` (bound once: no site parsing per call)."""
-    if detach:
+def _recorders(cache: Cache, state: ForwardState, s: Site, detach: bool) -> tuple[Site, ActFn, _Deferrals | None]:
+    """``(site, record, deferrals)`` storing the activation under the site's key (bound once: no site parsing
+    per call); a detached capture's deferrals store a per-head site's raw tensor and resid_mid's summands."""
+    key = s.key
+    if not detach:
 
-        def record(act: torch.Tensor) -> None:
-            # Only a tensor in an autograd graph needs detaching; any other is stored as is (a detached alias
-            # of it would be the same values, one tensor op per site and forward dearer).
-            cache.acts[key] = act.detach() if act.requires_grad else act
+        def record_attached(act: torch.Tensor) -> torch.Tensor:
+            cache._acts[key] = act
+            cache.attention_mask = state.attention_mask
+            # Hand the (possibly reshaped) tensor back so the forward pass uses exactly it: a per-head view of
+            # W_O's input is then in the autograd graph and gets a gradient.
+            return act
+
+        return s, record_attached, None
+
+    def record(act: torch.Tensor) -> None:
+        # Only a tensor in an autograd graph needs detaching; any other is stored as is (a detached alias of
+        # it would hold the same values at the cost of one more tensor op per site and forward pass).
+        cache._acts[key] = act.detach() if act.requires_grad else act
+        cache.attention_mask = state.attention_mask
+
+    def view(extract: View) -> ActFn:
+        def record_raw(raw: torch.Tensor) -> None:
+            cache._acts[key] = _Deferred(extract, (raw.detach() if raw.requires_grad else raw,), None)
+            cache._deferred = True
             cache.attention_mask = state.attention_mask
 
-        return record
+        return record_raw
 
-    def record_attached(act: torch.Tensor) -> torch.Tensor:
-        cache.acts[key] = act
+    def add(resid_pre: torch.Tensor, attn_out: torch.Tensor) -> None:
+        if resid_pre.requires_grad or attn_out.requires_grad:
+            resid_pre, attn_out = resid_pre.detach(), attn_out.detach()
+        cache._acts[key] = _Deferred(operator.add, (resid_pre, attn_out), (resid_pre._version, attn_out._version))
+        cache._deferred = True
         cache.attention_mask = state.attention_mask
-        # Hand the (possibly reshaped) tensor back so the forward pass uses exactly it: a per-head view of
-        # W_O's input is then in the autograd graph and gets a gradient.
-        return act
 
-    return record_attached
+    return s, record, _Deferrals(view, add)
 
 
 def run_with_cache(

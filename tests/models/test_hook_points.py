@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -207,3 +209,36 @@ def test_an_error_inside_a_shared_hook_removes_every_entry(lm, batch) -> None:  
     with contextlib.suppress(KeyError), edit(lm, [("resid_post.0", boom)]):
         lm.logits(batch)
     assert hook_snapshot(lm.model) == before
+
+
+def test_deferred_views_and_sums_read_as_the_eager_values(lm, batch) -> None:  # type: ignore[no-untyped-def]
+    """A detached capture makes per-head views and resid_mid when first read; every way of reading (indexing,
+    ``.acts``, a copy, a pickle) gives the values an attached capture holds."""
+    sites = [s for s in all_sites(lm) if s.name in ("q", "k", "v", "head_out", "resid_mid")]
+    with capture(lm, sites, detach=False) as eager, capture(lm, sites) as lazy:
+        lm.logits(batch)
+    copied = copy.deepcopy(lazy)
+    assert copied.keys() == lazy.keys() == eager.keys()
+    pickled = pickle.loads(pickle.dumps(lazy))
+    for s in sites:
+        for cache in (lazy, copied, pickled):
+            torch.testing.assert_close(cache[s], eager.acts[s.key], **EXACT, msg=s.key)
+    with capture(lm, sites) as fresh:
+        lm.logits(batch)
+    for key, act in fresh.acts.items():  # .acts without any indexing first
+        assert isinstance(act, torch.Tensor)
+        torch.testing.assert_close(act, eager.acts[key], **EXACT, msg=key)
+
+
+def test_a_resid_mid_summand_changed_in_place_after_capture_is_an_error(lm, batch) -> None:  # type: ignore[no-untyped-def]
+    if lm.parallel_residual:
+        pytest.skip("no resid_mid with a parallel residual")
+
+    def in_place(act: torch.Tensor, state: object) -> torch.Tensor:
+        return act.mul_(2.0)  # outside the edit contract (return a new tensor), but must not go unnoticed
+
+    with capture(lm, ["resid_mid.0", "resid_post.0"]) as cache, edit(lm, [("attn_out.0", in_place)]):
+        lm.logits(batch)
+    assert cache["resid_post.0"].shape[0] == batch.shape[0]
+    with pytest.raises(RuntimeError, match="in place"):
+        cache["resid_mid.0"]
