@@ -77,9 +77,13 @@ def test_cli_run_json_on_a_local_model_folder(saved_tiny: Path, tmp_path: Path) 
               "--n", "2")  # fmt: skip
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
-    assert {"impl", "model", "task", "metrics", "intervals", "findings", "figures"} <= set(payload)
+    assert {"impl", "model", "backend", "task", "metrics", "intervals", "findings", "figures"} <= set(payload)
     assert payload["impl"] == "activation-patching" and payload["metrics"]["n_prompts"] == 2
     assert all(Path(f).is_file() for f in payload["figures"])
+    assert payload["backend"] == "transformers"  # a GPT-2 folder: only transformers runs it
+    refused = cli("run", "logit-lens", "--model", str(saved_tiny), "--n", "2", "--backend", "native")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and "--backend native cannot run" in refused.stderr
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:

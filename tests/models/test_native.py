@@ -271,3 +271,18 @@ def test_kv_cache_continuation_equals_transformers_and_the_full_forward() -> Non
         results.append(out)
     torch.testing.assert_close(results[1], results[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(results[1], full, rtol=0, atol=1e-5)
+
+
+def test_a_run_on_a_native_folder_imports_neither_transformers_nor_other_impls(tmp_path: Path) -> None:
+    """What keeps `mi-catalog run logit-lens --model smollm2-135m` within seconds: no transformers, and only the
+    implementation that runs (plus shared private helpers) is imported."""
+    _save_tiny(tmp_path)
+    code = (
+        "import sys; from mi_catalog.methods.runner import run_impl; "
+        f"r = run_impl('logit-lens', model={str(tmp_path)!r}, n=2); "
+        "impls = sorted(m.split('.')[1] for m in sys.modules if m.startswith('reference_impls.') "
+        "and not m.split('.')[1].startswith('_')); "
+        "print(r.backend, 'transformers' in sys.modules, ','.join(impls))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["native", "False", "logit_lens"]
