@@ -1,5 +1,14 @@
 """Overhead of capture hooks on a forward pass (target: capturing every site ≤ 1.10× a bare forward).
 
+Measured on the toy (4 layers, d_model 64, batch 16 × 19 tokens, ``--runs 200``, 2 shared cores at load
+2.2–3.6, nine runs): capturing every site 1.08–1.13×, median 1.12× (1.16–1.21× before one torch hook per
+module and phase served every site on it and captures made per-head views and resid_mid when read); a
+no-op edit at every site 1.07–1.10×. The target is met in one run of nine. ``--floors`` (six runs) shows
+where the rest goes: the same 43 torch hooks doing nothing cost 1.03–1.06×, and doing nothing but keep a
+reference to each hooked tensor 1.03–1.12×: holding ~5 MB of activations alive, where a bare pass recycles
+a few hot buffers, costs memory traffic that varies with the other processes' (thread CPU time cannot
+exclude it); our own Python per hook call is the remaining few hundredths.
+
 Runs the toy model when its checkpoint is built (else a tiny random Llama),
 alternating bare and hooked forwards so machine load hits both alike, and
 prints the median times and their ratio. Times are this thread's CPU time
@@ -13,19 +22,22 @@ Like the ``mi-catalog`` commands that run models, it first keeps freed memory in
 capturing every site page-faults its activations back in on every forward pass.
 
     .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16] [--model toy] [--default-allocator]
+        [--floors]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
-from mi_catalog.models import LoadedModel, all_sites, capture, edit, load_model
+from mi_catalog.models import LoadedModel, all_sites, capture, edit, hook_snapshot, load_model
 from mi_catalog.models.allocator import keep_freed_memory
 from mi_catalog.models.tiny import tiny_model
 
@@ -42,6 +54,41 @@ def bench_model(name: str) -> LoadedModel:
 CLOCK = time.thread_time
 
 
+def capture_hook_points(lm: LoadedModel) -> list[tuple[torch.nn.Module, str]]:
+    """(module, "forward" | "forward_pre") of every torch hook that capturing every site registers."""
+    before = hook_snapshot(lm.model)
+    with capture(lm):
+        added = hook_snapshot(lm.model) - before
+    modules = dict(lm.model.named_modules())
+    return [(modules[path], kind) for path, kind, _ in sorted(added)]
+
+
+@contextlib.contextmanager
+def bare_hooks(points: list[tuple[torch.nn.Module, str]], keep: bool) -> Iterator[None]:
+    """Plain torch hooks on ``points``: doing nothing, or only keeping a reference to the module's tensor(s)
+    (first input; first output and the attention pattern) — the floor for any hook-based capture."""
+    kept: list[Any] = []
+
+    def post(_module: torch.nn.Module, _args: Any, output: Any) -> None:
+        if keep:
+            kept.append(output)
+
+    def pre(_module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+        if keep:
+            kept.append(args[0] if args else kwargs.get("hidden_states"))
+
+    handles = [
+        module.register_forward_pre_hook(pre, with_kwargs=True) if kind == "forward_pre"
+        else module.register_forward_hook(post)
+        for module, kind in points
+    ]  # fmt: skip
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def timed(fn: object) -> float:
     start = CLOCK()
     fn()  # type: ignore[operator]
@@ -55,6 +102,10 @@ def main() -> None:
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
     parser.add_argument("--model", default="toy", help="toy (default), smollm2-135m, a path or a hub id")
     parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (glibc defaults)")
+    parser.add_argument(
+        "--floors", action="store_true",
+        help="also time bare torch hooks on the same modules: doing nothing, and only keeping each tensor",
+    )  # fmt: skip
     args = parser.parse_args()
     kept = False if args.default_allocator else keep_freed_memory()
     global CLOCK
@@ -72,12 +123,17 @@ def main() -> None:
         "capture resid_post": lambda: capture(lm, resid),
         "capture every site": lambda: capture(lm, every),
     }
+    n_sites = {"no-op hook, every site": len(every), "capture resid_post": len(resid), "capture every site": len(every)}
+    if args.floors:
+        points = capture_hook_points(lm)
+        configs["bare hooks, no-op"] = lambda: bare_hooks(points, keep=False)
+        configs["bare hooks, keep tensors"] = lambda: bare_hooks(points, keep=True)
+        n_sites["bare hooks, no-op"] = n_sites["bare hooks, keep tensors"] = len(points)
     for _ in range(10):  # warm-up
         lm.logits(batch)
     print(f"model {lm.name}: {lm.n_layers} layers, d_model {lm.d_model}, batch {tuple(batch.shape)}, "
           f"median of {args.runs} runs, {'wall' if args.wall else 'thread CPU'} time, "
           f"{'freed memory kept' if kept else 'default allocator'}")  # fmt: skip
-    n_sites = {"no-op hook, every site": len(every), "capture resid_post": len(resid), "capture every site": len(every)}
     for label, intervention in configs.items():
         bare: list[float] = []
         hooked: list[float] = []
@@ -86,7 +142,8 @@ def main() -> None:
             with intervention():
                 hooked.append(timed(lambda: lm.logits(batch)))
         b, h = statistics.median(bare), statistics.median(hooked)
-        print(f"  {label:<24} ({n_sites[label]:3d} sites): bare {b * 1e3:7.2f} ms  hooked {h * 1e3:7.2f} ms  "
+        unit = "hooks" if label.startswith("bare") else "sites"
+        print(f"  {label:<24} ({n_sites[label]:3d} {unit}): bare {b * 1e3:7.2f} ms  hooked {h * 1e3:7.2f} ms  "
               f"ratio {h / b:.3f}x")  # fmt: skip
 
 
