@@ -32,9 +32,10 @@ def _run(toy, seed: int):  # type: ignore[no-untyped-def]
 def test_ablation_removes_refusal_and_addition_induces_it(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     m = _run(toy, seed).metrics
     assert m["refusal_rate_before"] >= 0.9
-    # One direction carries most but not all of the toy's refusal (a word-specific remainder, e.g. 'toxin',
-    # survives in some draws of the fit prompts): every seed ≤ 0.25, the mean over seeds ≤ 0.1 (below).
-    assert m["refusal_rate_ablated"] <= 0.25
+    # Issue 8's bar at every seed: held-out harmful refusal from ≥ 0.9 to ≤ 0.1. (The recipe-v1 toy kept a
+    # word-specific remainder, e.g. 'toxin', in some draws: 0.00-0.21 per seed; the shipped v2 toy is 0.00 at
+    # every one of these 10 seeds, 128 held-out harmful prompts each.)
+    assert m["refusal_rate_ablated"] <= 0.1
     assert m["harmless_accuracy_before"] >= 0.9 and m["harmless_accuracy_ablated"] >= 0.9  # still 'sure'
     assert m["harmless_refusal_before"] <= 0.1 and m["harmless_refusal_added"] >= 0.9
     assert m["direction_position"] in (-1, -2) and 0 <= m["direction_layer"] < toy.n_layers
@@ -42,11 +43,6 @@ def test_ablation_removes_refusal_and_addition_induces_it(toy, seed: int) -> Non
     assert out.improve is not None and out.improve.before == m["refusal_rate_before"]
     assert out.improve.after == m["refusal_rate_ablated"] and out.improve.goal == "decrease"  # bypassing refusal
     assert [s.name for s in out.side_effects][-1] == "kl_neutral"
-
-
-def test_mean_over_seeds_meets_the_bar(toy) -> None:  # type: ignore[no-untyped-def]
-    after = [_run(toy, s).metrics["refusal_rate_ablated"] for s in SEEDS]
-    assert sum(after) / len(after) <= 0.1, after
 
 
 def test_refusal_tokens_are_the_planted_one(toy) -> None:  # type: ignore[no-untyped-def]
