@@ -114,3 +114,14 @@ def strict_xfail_at(values: Any, reasons: dict[Any, str]) -> list[Any]:
     """Parametrize values where the listed ones are strict xfails with their reason (a per-seed miss, its numbers)."""
     return [pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=reasons[v])) if v in reasons else v
             for v in values]  # fmt: skip
+
+
+def save_tiny_folder(folder: Path, family: str = "llama", seed: int = 0) -> Any:
+    """A tiny random-init model of ``family`` saved as a local Hugging Face folder (safetensors + tokenizer), the
+    way a user's ``--model PATH`` looks; returns the in-memory LoadedModel it was saved from."""
+    from mi_catalog.models.tiny import tiny_model
+
+    lm = tiny_model(family, seed=seed)
+    lm.model.save_pretrained(str(folder), safe_serialization=True)
+    lm.tokenizer.save_pretrained(str(folder))
+    return lm

@@ -73,7 +73,13 @@ class LoadedModel:
     tasks: Any = None  # a mi_catalog.tasks.TaskSource
     card: dict[str, Any] | None = None
     path: str | None = None  # the folder the weights came from
-    backend: str = "transformers"  # "native" (mi_catalog.models.native) or "transformers"
+
+    @property
+    def backend(self) -> str:
+        """Which model code runs it: ``"native"`` (:mod:`mi_catalog.models.native`) or ``"transformers"``."""
+        from mi_catalog.models.native import NativeLlamaForCausalLM
+
+        return "native" if isinstance(self.model, NativeLlamaForCausalLM) else "transformers"
 
     @property
     def config(self) -> Any:
@@ -200,7 +206,7 @@ class LoadedModel:
 
 def wrap_model(
     model: nn.Module, tokenizer: Any = None, name: str = "", tasks: Any = None, card: dict[str, Any] | None = None,
-    path: str | None = None, backend: str | None = None,
+    path: str | None = None,
 ) -> LoadedModel:  # fmt: skip
     """Wrap an already-built model (e.g. a random-init test model); forces eager attention and eval mode.
 
@@ -213,10 +219,8 @@ def wrap_model(
         from mi_catalog.models.prompts import EnglishTaskSource
 
         tasks = EnglishTaskSource(model_name=name)
-    if backend is None:
-        backend = "native" if type(model).__module__ == "mi_catalog.models.native" else "transformers"
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, name=name or type(model).__name__,
-                       tasks=tasks, card=card, path=path, backend=backend)  # fmt: skip
+                       tasks=tasks, card=card, path=path)  # fmt: skip
 
 
 def use_eager_attention(model: nn.Module) -> None:
@@ -396,11 +400,8 @@ def _load_native(folder: Path, device: torch.device, dtype: torch.dtype | None, 
     except (OSError, ValueError, TokenizerFilesError) as err:
         raise ModelLoadError(f"cannot load {folder}: {str(err).splitlines()[0]}") from None
     if not toy:
-        return wrap_model(model, tokenizer, name=name, path=str(folder), backend="native")
-    from mi_catalog.toy import ToyTaskSource, read_card
-
-    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=read_card(folder), path=str(folder),
-                      backend="native")  # fmt: skip
+        return wrap_model(model, tokenizer, name=name, path=str(folder))
+    return _wrap_toy(model, tokenizer, folder, name)
 
 
 def _hub_cached(repo_id: str) -> bool:
@@ -414,8 +415,14 @@ def _hub_cached(repo_id: str) -> bool:
 
 
 def _load_toy(folder: Path, device: torch.device, dtype: torch.dtype | None, name: str) -> LoadedModel:
-    from mi_catalog.toy import ToyTaskSource, load_model_dir, read_card
+    from mi_catalog.toy import load_model_dir
 
     model, tokenizer = load_model_dir(folder, device=str(device), dtype=dtype)
-    card = read_card(folder)
-    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=card, path=str(folder))
+    return _wrap_toy(model, tokenizer, folder, name)
+
+
+def _wrap_toy(model: nn.Module, tokenizer: Any, folder: Path, name: str) -> LoadedModel:
+    """A toy checkpoint, whichever backend built it: the toy's task data (planted truth) and its card."""
+    from mi_catalog.toy import ToyTaskSource, read_card
+
+    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=read_card(folder), path=str(folder))

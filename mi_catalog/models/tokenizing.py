@@ -64,7 +64,7 @@ class NativeTokenizer:
             backend = Tokenizer.from_file(str(path))
             config_path = folder / "tokenizer_config.json"
             config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        except (OSError, ValueError, Exception) as err:  # tokenizers raises its own Exception subclass
+        except Exception as err:  # OSError, bad JSON, and tokenizers' own Exception subclass alike
             raise TokenizerFilesError(f"{path}: cannot read the tokenizer ({str(err).splitlines()[0]})") from None
         template_file = folder / "chat_template.jinja"
         template = template_file.read_text(encoding="utf-8") if template_file.is_file() else config.get("chat_template")

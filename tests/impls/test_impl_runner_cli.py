@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import save_tiny_folder
 
 from mi_catalog.impl_info import ImplDeclarationError, discover_impls
 from mi_catalog.methods.runner import UnknownImplError, registry, resolve, run_impl
@@ -63,12 +64,8 @@ def test_run_impl_returns_a_common_result(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def saved_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny GPT-2 saved as a local Hugging Face folder (safetensors), loadable with --model PATH."""
-    from mi_catalog.models.tiny import tiny_model
-
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    lm = tiny_model("gpt2")
-    lm.model.save_pretrained(folder, safe_serialization=True)
-    lm.tokenizer.save_pretrained(folder)
+    save_tiny_folder(folder, "gpt2")
     return folder
 
 

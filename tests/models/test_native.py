@@ -21,6 +21,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from support import save_tiny_folder  # noqa: E402
+
 from mi_catalog.models import load_model  # noqa: E402
 from mi_catalog.models.hooks import all_sites, capture  # noqa: E402
 from mi_catalog.models.loading import LoadedModel, ModelLoadError, wrap_model  # noqa: E402
@@ -183,15 +185,8 @@ def test_a_tokenizer_json_with_its_own_padding_is_padded_per_call_only() -> None
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _save_tiny(folder: Path, family: str = "llama") -> LoadedModel:
-    lm = tiny_model(family, seed=5)
-    lm.model.save_pretrained(str(folder), safe_serialization=True)
-    lm.tokenizer.save_pretrained(str(folder))
-    return lm
-
-
 def test_auto_loads_a_plain_llama_folder_natively(tmp_path: Path) -> None:
-    saved = _save_tiny(tmp_path)
+    saved = save_tiny_folder(tmp_path)
     native = load_model(str(tmp_path))
     assert native.backend == "native" and isinstance(native.model, NativeLlamaForCausalLM)
     assert load_model(str(tmp_path), backend="transformers").backend == "transformers"
@@ -199,7 +194,7 @@ def test_auto_loads_a_plain_llama_folder_natively(tmp_path: Path) -> None:
 
 
 def test_native_backend_refuses_what_it_cannot_run_exactly(tmp_path: Path) -> None:
-    _save_tiny(tmp_path, "qwen2")
+    save_tiny_folder(tmp_path, "qwen2")
     assert native_support(json.loads((tmp_path / "config.json").read_text())) is not None
     assert load_model(str(tmp_path)).backend == "transformers"  # auto: transformers runs it
     with pytest.raises(
@@ -217,7 +212,7 @@ def test_native_backend_refuses_what_it_cannot_run_exactly(tmp_path: Path) -> No
 
 
 def test_native_load_errors_are_one_line(tmp_path: Path) -> None:
-    _save_tiny(tmp_path)
+    save_tiny_folder(tmp_path)
     (tmp_path / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
     with pytest.raises(ModelLoadError, match=r"no model\.safetensors .*safetensors only") as err:
         load_model(str(tmp_path))
@@ -240,7 +235,7 @@ def test_native_load_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_loading_a_native_folder_never_imports_transformers(tmp_path: Path) -> None:
-    _save_tiny(tmp_path)
+    save_tiny_folder(tmp_path)
     code = (
         "import sys; from mi_catalog.models import load_model; from mi_catalog.models.hooks import capture; "
         f"lm = load_model({str(tmp_path)!r}); b = lm.encode(['Big Ben is in', 'Paris']); "
@@ -276,7 +271,7 @@ def test_kv_cache_continuation_equals_transformers_and_the_full_forward() -> Non
 def test_a_run_on_a_native_folder_imports_neither_transformers_nor_other_impls(tmp_path: Path) -> None:
     """What keeps `mi-catalog run logit-lens --model smollm2-135m` within seconds: no transformers, and only the
     implementation that runs (plus shared private helpers) is imported."""
-    _save_tiny(tmp_path)
+    save_tiny_folder(tmp_path)
     code = (
         "import sys; from mi_catalog.methods.runner import run_impl; "
         f"r = run_impl('logit-lens', model={str(tmp_path)!r}, n=2); "
