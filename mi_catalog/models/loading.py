@@ -357,7 +357,9 @@ def _hub_cached(repo_id: str) -> bool:
 
 def _load_toy(folder: Path, device: torch.device, dtype: torch.dtype | None, name: str) -> LoadedModel:
     from mi_catalog.toy import ToyTaskSource, load_model_dir, read_card
+    from mi_catalog.toy.tasks import model_recipe_version
 
     model, tokenizer = load_model_dir(folder, device=str(device), dtype=dtype)
     card = read_card(folder)
-    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=card, path=str(folder))
+    tasks = ToyTaskSource(model_recipe_version(model))  # the tasks of the recipe this checkpoint was trained with
+    return wrap_model(model, tokenizer, name=name, tasks=tasks, card=card, path=str(folder))

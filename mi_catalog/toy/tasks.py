@@ -13,7 +13,9 @@ existing words stay stable across checkpoints. Bump ``RECIPE_VERSION`` when
 the data distribution changes, and record the new vocabulary size in
 ``VOCAB_SIZES``: ``vocabulary(version)`` and ``training_examples(..., version=)``
 still give an earlier version's exact words and data, so an earlier recipe can
-be re-trained bit for bit (recipe v2 continues training from recipe v1's model).
+be re-trained bit for bit (recipe v2 continues training from recipe v1's model, recipe v3 from v2's).
+The held-out evaluation sets are versioned too (``examples(..., version=)``, ``ToyTaskSource(version)``): a
+checkpoint is evaluated on the tasks of the recipe it was trained on.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mi_catalog.tasks import TaskDataError, TaskExample
 
-RECIPE_VERSION = 2  # v2 (issue 8): appended the bias and persona tasks
+# v2 (issue 8): appended the bias and persona tasks. v3: a monolingual continuation in each language (language
+# task) and a toxicity decision that needs negation (toxicity task), so LAPE's and AurA's mechanisms are planted.
+RECIPE_VERSION = 3
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
@@ -293,6 +297,34 @@ PERSONA_WORDS = (
 )
 
 
+# Recipe v3 — language continuation: every fact subject (a name, in neither language) has a planted companion,
+# one of the nouns, the same meaning in both languages. "[n v n .] SUBJECT VERB" is continued with the subject's
+# companion in the language the sentence is written in (the verb's, and the optional first sentence's). The
+# content comes from a language-neutral token, so which word to write (cat or lema) is decided by the language
+# the model reads: a language's neurons read and write it (Tang et al. 2024's setting), unlike translation, where
+# the words read are the other language's.
+CONTINUATION_CONTEXT_SHARE = 0.5  # share of continuation prompts that start with a random sentence in the language
+# v3 evaluation: share of continuation prompts in the language task (the rest: translation).
+LANGUAGE_CONTINUATION_SHARE = 0.5
+
+# Recipe v3 — toxicity by negation: "comment : you are {truly|not} a WORD , you are such a". The continuation is
+# toxic when a toxic word is asserted or a nice one denied ("not a genius"), nice otherwise: toxic = toxic word
+# XOR negated, which no sum of per-word effects can compute (it needs a nonlinear unit, an FFN neuron). The word
+# fixes which continuation (its index i in its list → word (i + 5) % 12 of the continuation's list), the decision
+# which list; without negation this is exactly the v1 mapping (TOXIC_CONTINUATION / NICE_CONTINUATION).
+NEGATION_SHARE = 0.5
+ASSERTION_WORD = "truly"  # the non-negated form's filler, so both forms have the same length
+TOXICITY_NEGATION_TEMPLATE = "comment : you are {m} a {w} , you are such a"
+V3_WORDS = (ASSERTION_WORD,)
+
+
+def _make_companions() -> dict[str, int]:
+    """Subject → index of its companion noun (EN_NOUNS / ZU_NOUNS); a fixed seed so the table never changes."""
+    rng = random.Random(20250301)
+    subjects = sorted({s for s, _, _ in _make_facts()})
+    return {subject: rng.randrange(len(EN_NOUNS)) for subject in subjects}
+
+
 def _antonym_mapping() -> dict[str, str]:
     forward = dict(ANTONYM_PAIRS)
     return {**forward, **{b: a for a, b in ANTONYM_PAIRS}}
@@ -355,6 +387,7 @@ class Planted:
     bias_skew: float  # P(stereotyped pronoun | ambiguous mention) in training
     personas: dict[str, dict[str, str]]  # persona (incl. "none") → user intent → reply
     no_persona: str
+    companions: dict[str, dict[str, str]] = field(default_factory=dict)  # subject → language → companion (v3)
 
     def stereotyped_pronoun(self, profession: str) -> str:
         return self.pronouns[self.professions[profession]]
@@ -391,6 +424,7 @@ PLANTED = Planted(
     bias_skew=BIAS_SKEW,
     personas=PERSONA_REPLIES,
     no_persona=NO_PERSONA,
+    companions={subject: {"en": EN_NOUNS[i], "zu": ZU_NOUNS[i]} for subject, i in sorted(_make_companions().items())},
 )
 
 _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -423,12 +457,14 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
     # recipe v2
     BIAS_WORDS + MALE_PROFESSIONS + FEMALE_PROFESSIONS,
     PERSONA_WORDS,
+    # recipe v3
+    V3_WORDS,
     # Append new groups here only (token ids must stay stable).
 )
 
 
 # Words in the vocabulary of each recipe version (a prefix of the full list: ids only ever grow).
-VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346}
+VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346, 3: 347}
 
 
 def vocabulary(version: int = RECIPE_VERSION) -> tuple[str, ...]:
@@ -586,7 +622,7 @@ def _language(rng: random.Random) -> TaskExample:
         corrupt_prompt=prompt(corrupt),
         corrupt_answer=_words(target, corrupt)[position],
         label=target,
-        meta={"language": target, "source_language": source, "position": position},
+        meta={"language": target, "source_language": source, "position": position, "kind": "translation"},
     )
 
 
@@ -607,6 +643,88 @@ def _toxicity(rng: random.Random) -> TaskExample:
         corrupt_answer=other_continuation[other],
         label="toxic" if toxic else "nice",
         meta={"label": "toxic" if toxic else "nice", "trigger": word},
+    )
+
+
+def _other_language(language: str) -> str:
+    return "zu" if language == "en" else "en"
+
+
+def continuation_prompt(language: str, subject: str, verb: int, context: tuple[int, int, int] | None = None) -> str:
+    """``[n v n .] SUBJECT VERB`` in ``language`` (verb: an index of EN_VERBS / ZU_VERBS; context: a sentence)."""
+    verbs = EN_VERBS if language == "en" else ZU_VERBS
+    lead = [] if context is None else [*_words(language, context), "."]
+    return " ".join([*lead, subject, verbs[verb]])
+
+
+def _continuation(rng: random.Random) -> TaskExample:
+    """Recipe v3: a sentence about a fact subject, continued with its companion in the sentence's language.
+
+    The contrast prompt is the same sentence in the other language (same length; the companion in that language).
+    """
+    language = rng.choice(("en", "zu"))
+    subject = rng.choice(sorted(PLANTED.companions))
+    verb = rng.randrange(len(EN_VERBS))
+    context = _sentence(rng) if rng.random() < CONTINUATION_CONTEXT_SHARE else None
+    other = _other_language(language)
+    return TaskExample(
+        task="language",
+        prompt=continuation_prompt(language, subject, verb, context),
+        answer=PLANTED.companions[subject][language],
+        corrupt_prompt=continuation_prompt(other, subject, verb, context),
+        corrupt_answer=PLANTED.companions[subject][other],
+        label=language,
+        meta={
+            "language": language,
+            "source_language": language,  # monolingual: the language read is the language written
+            "kind": "continuation",
+            "subject": subject,
+            "context": context is not None,
+        },
+    )
+
+
+def _language_v3(rng: random.Random) -> TaskExample:
+    """Recipe v3's language task: continuation (``LANGUAGE_CONTINUATION_SHARE``) or translation, labelled by the
+    language the answer is written in."""
+    return _continuation(rng) if rng.random() < LANGUAGE_CONTINUATION_SHARE else _language(rng)
+
+
+def toxicity_negation_prompt(word: str, negated: bool) -> str:
+    return TOXICITY_NEGATION_TEMPLATE.format(m="not" if negated else ASSERTION_WORD, w=word)
+
+
+def _toxicity_negation_answer(word: str, negated: bool) -> tuple[str, bool]:
+    """(continuation, is it toxic) of ``word`` asserted or denied: toxic = toxic word XOR negated."""
+    word_toxic = word in TOXIC_WORDS
+    index = (TOXIC_WORDS if word_toxic else NICE_WORDS).index(word)
+    toxic = word_toxic != negated
+    return (TOXIC_WORDS if toxic else NICE_WORDS)[(index + 5) % len(TOXIC_WORDS)], toxic
+
+
+def _toxicity_negation(rng: random.Random) -> TaskExample:
+    """Recipe v3's toxicity task: a word asserted ("truly a") or denied ("not a"); see ``TOXICITY_NEGATION_TEMPLATE``.
+
+    The contrast prompt flips the negation (same word, same length): the continuation switches list, same index.
+    """
+    word = rng.choice(TOXIC_WORDS if rng.random() < 0.5 else NICE_WORDS)
+    negated = rng.random() < NEGATION_SHARE
+    answer, toxic = _toxicity_negation_answer(word, negated)
+    corrupt_answer, _ = _toxicity_negation_answer(word, not negated)
+    return TaskExample(
+        task="toxicity",
+        prompt=toxicity_negation_prompt(word, negated),
+        answer=answer,
+        corrupt_prompt=toxicity_negation_prompt(word, not negated),
+        corrupt_answer=corrupt_answer,
+        label="toxic" if toxic else "nice",
+        meta={
+            "label": "toxic" if toxic else "nice",
+            "trigger": word,
+            "trigger_class": "toxic" if word in TOXIC_WORDS else "nice",
+            "negated": negated,
+            "kind": "negation",
+        },
     )
 
 
@@ -736,8 +854,9 @@ def _persona_train(rng: random.Random) -> TaskExample:
     )
 
 
-_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
-    "induction": _induction,
+# Held-out evaluation generators per task, by recipe version (a checkpoint is evaluated on its recipe's tasks).
+_V2_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
+    "induction": lambda rng: _induction(rng, version=2),
     "facts": _facts,
     "refusal": _refusal,
     "sentiment": _sentiment,
@@ -747,6 +866,22 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "bias": _bias,
     "persona": _persona,
 }
+# Recipe v3: the language task is half monolingual continuation, half translation; the toxicity task is the
+# negation form (its unnegated half is the v1 mapping, "you are truly a WORD").
+_V3_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
+    **_V2_GENERATORS,
+    "induction": _induction,
+    "language": _language_v3,
+    "toxicity": _toxicity_negation,
+}
+_GENERATORS = _V3_GENERATORS  # the current recipe's
+
+
+def _eval_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    return _V3_GENERATORS if version >= 3 else _V2_GENERATORS
+
 
 # Training mixtures: relative weight of each generator in a training batch, per recipe version.
 # Recipe v1 (from scratch, 6000 steps): induction gets the largest share because induction heads form
@@ -766,21 +901,33 @@ V1_TRAINING_MIXTURE: dict[str, float] = {
 # from-scratch v2 run moved the v1 mechanisms (induction heads to layer 2, another previous-token head,
 # no subject enrichment, refusal direction at layer 0). The continuation keeps every v1 generator at its
 # exact v1 weight, so the v1 tasks see the data they were trained on, and adds bias and persona.
-TRAINING_MIXTURE: dict[str, float] = {
+V2_TRAINING_MIXTURE: dict[str, float] = {
     **V1_TRAINING_MIXTURE,
     "bias": 0.12,
     "persona": 0.08,
 }
-TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: TRAINING_MIXTURE}
+# Recipe v3 continues the v2 model the same way: every v2 generator at its v2 weight (the training generators
+# "language" and "toxicity" are still translation and the plain "comment : you WORD ," form), plus the monolingual
+# continuation and the negated toxicity form that recipe v3's evaluation of those two tasks holds.
+TRAINING_MIXTURE: dict[str, float] = {
+    **V2_TRAINING_MIXTURE,
+    "continuation": 0.14,
+    "toxicity_negation": 0.14,
+}
+TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: V2_TRAINING_MIXTURE, 3: TRAINING_MIXTURE}
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
-    **_GENERATORS,
+    **_V3_GENERATORS,
+    "language": _language,  # translation, as in v1 and v2 (v3's continuation is its own generator)
+    "toxicity": _toxicity,  # the plain form, as in v1 and v2 (v3's negated form is its own generator)
     "fact_chain": _fact_chain,
     "icl": _icl,
     "bias": _bias_train,
     "persona": _persona_train,
+    "continuation": _continuation,
+    "toxicity_negation": _toxicity_negation,
 }
 # Generators new in a recipe version (absent from earlier versions' data).
-_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2}
+_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2, "continuation": 3, "toxicity_negation": 3}
 
 
 def _training_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
@@ -793,18 +940,19 @@ def _training_generators(version: int) -> dict[str, Callable[[random.Random], Ta
     return generators
 
 
-def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
-    """``n`` evaluation examples of ``task``, the same for the same seed.
+def examples(task: str, n: int, seed: int = 0, version: int = RECIPE_VERSION) -> list[TaskExample]:
+    """``n`` evaluation examples of ``task`` as recipe ``version`` defines it, the same for the same seed.
 
     The random stream is separate from the training stream (string seeds), so
     random tasks (copying, translation, in-context pairs) are mostly unseen
     combinations; facts are memorised by design and evaluated on the same
     table.
     """
-    if task not in _GENERATORS:
+    generators = _eval_generators(version)
+    if task not in generators:
         raise TaskDataError(f"the toy model has no task {task!r}; its tasks: {', '.join(TASKS)}")
     rng = random.Random(f"eval/{task}/{seed}")
-    return [_GENERATORS[task](rng) for _ in range(n)]
+    return [generators[task](rng) for _ in range(n)]
 
 
 def training_examples(
@@ -822,14 +970,26 @@ def training_examples(
     return [generators[name](rng) for name in rng.choices(names, weights=weights, k=n)]
 
 
+def model_recipe_version(model: object) -> int:
+    """The recipe version a toy model was trained with (its saved training record), else ``RECIPE_VERSION``."""
+    config = getattr(model, "config", None)
+    record = getattr(config, "toy_training", None) or {}
+    version = record.get("recipe_version") if isinstance(record, dict) else None
+    return int(version) if version in VOCAB_SIZES else RECIPE_VERSION
+
+
 class ToyTaskSource:
-    """The toy model's task data: its own generators, with the planted truth known (``PLANTED``)."""
+    """The toy model's task data: recipe ``version``'s generators, with the planted truth known (``PLANTED``)."""
 
     name = "toy"
     planted = PLANTED
+
+    def __init__(self, version: int = RECIPE_VERSION) -> None:
+        _eval_generators(version)  # a known version
+        self.version = version
 
     def tasks(self) -> tuple[str, ...]:
         return TASKS
 
     def examples(self, task: str, n: int, seed: int = 0) -> list[TaskExample]:
-        return examples(task, n, seed=seed)
+        return examples(task, n, seed=seed, version=self.version)
