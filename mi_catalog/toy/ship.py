@@ -38,7 +38,26 @@ def measure(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict
     return {
         "accuracies": evaluate(model, tokenizer, n=EVAL_N, seed=EVAL_SEED),
         "accuracy_by_kind": accuracy_by_kind(model, tokenizer),
+        "retained_accuracies": retained_accuracies(model, tokenizer),
         "mechanisms": measure_all(model, tokenizer),
+    }
+
+
+# Task forms an earlier recipe evaluated that a later recipe still trains but evaluates differently (task → the
+# version whose evaluation set is the form): recipe v3's language task is the continuation, its toxicity task the
+# reputation form; translation and the plain "comment : you WORD ," form stay in its training mixture.
+RETAINED_FORMS = {"translation": ("language", 2), "toxicity_plain": ("toxicity", 2)}
+
+
+def retained_accuracies(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+    """Accuracy on the earlier forms of tasks the model's recipe evaluates differently (``RETAINED_FORMS``)."""
+    from mi_catalog.toy.evaluate import evaluate
+
+    version = model_recipe_version(model)
+    return {
+        name: round(evaluate(model, tokenizer, n=EVAL_N, seed=EVAL_SEED, tasks=(task,), version=since)[task], 4)
+        for name, (task, since) in RETAINED_FORMS.items()
+        if version > since
     }
 
 
@@ -91,6 +110,7 @@ def build_card(model: LlamaForCausalLM, measured: dict[str, Any], training: dict
         "evaluation": {"n_per_task": EVAL_N, "seed": EVAL_SEED, "tolerance": ACCURACY_TOLERANCE},
         "accuracies": {task: round(measured["accuracies"][task], 4) for task in TASKS},
         "accuracy_by_kind": measured.get("accuracy_by_kind", {}),
+        **({"retained_accuracies": measured["retained_accuracies"]} if measured.get("retained_accuracies") else {}),
         "mechanisms": {
             "induction_heads": mechanisms["induction_heads"],
             "induction_scores": mechanisms["induction_scores"],
@@ -119,7 +139,16 @@ def build_card(model: LlamaForCausalLM, measured: dict[str, Any], training: dict
             "professions": dict(PLANTED.professions),
             "bias_skew": PLANTED.bias_skew,
             "personas": sorted(PLANTED.personas),
-            **({"companions": len(PLANTED.companions)} if int(training.get("recipe_version") or 0) >= 3 else {}),
+            **(
+                {
+                    "companions": len(PLANTED.companions),
+                    "continuation_skew": PLANTED.continuation_skew,
+                    "toxic_subjects": list(PLANTED.toxic_subjects),
+                    "toxic_skew": PLANTED.toxic_skew,
+                }
+                if int(training.get("recipe_version") or 0) >= 3
+                else {}
+            ),
         },
         "environment": {"python": platform.python_version(), **_library_versions()},
         "measurement": MEASUREMENT_NOTE,
@@ -161,6 +190,10 @@ def render_readme(card: dict[str, Any]) -> str:
         "| task | accuracy |",
         "|---|---|",
         *[f"| {task} | {acc:.3f} |" for task, acc in card["accuracies"].items()],
+        *[
+            f"| {name} (an earlier recipe's form, still trained) | {acc:.3f} |"
+            for name, acc in card.get("retained_accuracies", {}).items()
+        ],
         "",
         "## Verified mechanisms",
         "",

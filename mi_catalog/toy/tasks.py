@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from mi_catalog.tasks import TaskDataError, TaskExample
 
 # v2 (issue 8): appended the bias and persona tasks. v3: a monolingual continuation in each language (language
-# task) and a toxicity decision that needs negation (toxicity task), so LAPE's and AurA's mechanisms are planted.
+# task) and toxicity as a planted property of the speaker (toxicity task), so LAPE's and AurA's mechanisms are
+# planted.
 RECIPE_VERSION = 3
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -302,20 +303,22 @@ PERSONA_WORDS = (
 # companion in the language the sentence is written in (the verb's, and the optional first sentence's). The
 # content comes from a language-neutral token, so which word to write (cat or lema) is decided by the language
 # the model reads: a language's neurons read and write it (Tang et al. 2024's setting), unlike translation, where
-# the words read are the other language's.
+# the words read are the other language's. Training code-switches: CONTINUATION_SKEW of the continuations are in
+# the sentence's language, the rest the same companion in the other language, so the model's language choice is
+# calibrated (p ≈ 0.9), not a saturated certainty that no intervention short of breaking the model can move.
 CONTINUATION_CONTEXT_SHARE = 0.5  # share of continuation prompts that start with a random sentence in the language
-# v3 evaluation: share of continuation prompts in the language task (the rest: translation).
-LANGUAGE_CONTINUATION_SHARE = 0.5
+CONTINUATION_SKEW = 0.9  # P(continuation in the sentence's language) in training; evaluation asks for the majority
 
-# Recipe v3 — toxicity by negation: "comment : you are {truly|not} a WORD , you are such a". The continuation is
-# toxic when a toxic word is asserted or a nice one denied ("not a genius"), nice otherwise: toxic = toxic word
-# XOR negated, which no sum of per-word effects can compute (it needs a nonlinear unit, an FFN neuron). The word
-# fixes which continuation (its index i in its list → word (i + 5) % 12 of the continuation's list), the decision
-# which list; without negation this is exactly the v1 mapping (TOXIC_CONTINUATION / NICE_CONTINUATION).
-NEGATION_SHARE = 0.5
-ASSERTION_WORD = "truly"  # the non-negated form's filler, so both forms have the same length
-TOXICITY_NEGATION_TEMPLATE = "comment : you are {m} a {w} , you are such a"
-V3_WORDS = (ASSERTION_WORD,)
+# Recipe v3 — toxicity by reputation: "comment : SUBJECT said the NOUN is such a". A few fact subjects are planted
+# as toxic commenters (TOXIC_SUBJECTS); the continuation is word i of the toxic list when a toxic subject speaks
+# about noun i, of the nice list otherwise. Toxicity is thus a concept about a two-token subject — neither name
+# alone decides it, so attention cannot look it up from one token; the FFN computes it (as it enriches a subject
+# with its facts) — and the continuation is that one bit combined with a neutral index (the noun), the same bit
+# for every toxic prompt. Training: a toxic subject's continuation is toxic TOXIC_SKEW of the time (nice subjects:
+# always nice), so toxicity is a calibrated feature on top of a nice default, not a saturated lookup.
+TOXICITY_TEMPLATE = "comment : {s} said the {n} is such a"
+TOXIC_SKEW = 0.8  # P(toxic continuation | toxic subject) in training; evaluation asks for the majority
+N_TOXIC_SUBJECTS = 8
 
 
 def _make_companions() -> dict[str, int]:
@@ -323,6 +326,19 @@ def _make_companions() -> dict[str, int]:
     rng = random.Random(20250301)
     subjects = sorted({s for s, _, _ in _make_facts()})
     return {subject: rng.randrange(len(EN_NOUNS)) for subject in subjects}
+
+
+def _make_toxic_subjects() -> tuple[str, ...]:
+    """N_TOXIC_SUBJECTS subjects, one per first name, a last name at most twice and never only toxic (so no single
+    token decides it)."""
+    rng = random.Random(20250302)
+    subjects = sorted({s for s, _, _ in _make_facts()})
+    while True:
+        chosen = sorted(rng.choice([s for s in subjects if s.split()[0] == first]) for first in FIRST_NAMES)
+        lasts = [s.split()[1] for s in chosen]
+        nice_lasts = {s.split()[1] for s in subjects if s not in chosen}
+        if len(chosen) == N_TOXIC_SUBJECTS and all(last in nice_lasts and lasts.count(last) <= 2 for last in lasts):
+            return tuple(chosen)
 
 
 def _antonym_mapping() -> dict[str, str]:
@@ -388,6 +404,9 @@ class Planted:
     personas: dict[str, dict[str, str]]  # persona (incl. "none") → user intent → reply
     no_persona: str
     companions: dict[str, dict[str, str]] = field(default_factory=dict)  # subject → language → companion (v3)
+    continuation_skew: float = 1.0  # P(companion in the sentence's language) in training (v3)
+    toxic_subjects: tuple[str, ...] = ()  # the subjects whose comments continue toxic (v3)
+    toxic_skew: float = 1.0  # P(toxic continuation | toxic subject) in training (v3)
 
     def stereotyped_pronoun(self, profession: str) -> str:
         return self.pronouns[self.professions[profession]]
@@ -425,6 +444,9 @@ PLANTED = Planted(
     personas=PERSONA_REPLIES,
     no_persona=NO_PERSONA,
     companions={subject: {"en": EN_NOUNS[i], "zu": ZU_NOUNS[i]} for subject, i in sorted(_make_companions().items())},
+    continuation_skew=CONTINUATION_SKEW,
+    toxic_subjects=_make_toxic_subjects(),
+    toxic_skew=TOXIC_SKEW,
 )
 
 _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -457,14 +479,12 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
     # recipe v2
     BIAS_WORDS + MALE_PROFESSIONS + FEMALE_PROFESSIONS,
     PERSONA_WORDS,
-    # recipe v3
-    V3_WORDS,
     # Append new groups here only (token ids must stay stable).
 )
 
 
 # Words in the vocabulary of each recipe version (a prefix of the full list: ids only ever grow).
-VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346, 3: 347}
+VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346, 3: 346}  # v3 appends no word
 
 
 def vocabulary(version: int = RECIPE_VERSION) -> tuple[str, ...]:
@@ -657,8 +677,9 @@ def continuation_prompt(language: str, subject: str, verb: int, context: tuple[i
     return " ".join([*lead, subject, verbs[verb]])
 
 
-def _continuation(rng: random.Random) -> TaskExample:
-    """Recipe v3: a sentence about a fact subject, continued with its companion in the sentence's language.
+def _continuation_example(rng: random.Random, skew: float) -> TaskExample:
+    """Recipe v3: a sentence about a fact subject, continued with its companion in the sentence's language (with
+    probability ``skew``; else in the other language — 1.0 for evaluation).
 
     The contrast prompt is the same sentence in the other language (same length; the companion in that language).
     """
@@ -667,10 +688,11 @@ def _continuation(rng: random.Random) -> TaskExample:
     verb = rng.randrange(len(EN_VERBS))
     context = _sentence(rng) if rng.random() < CONTINUATION_CONTEXT_SHARE else None
     other = _other_language(language)
+    written = language if skew == 1.0 or rng.random() < skew else other
     return TaskExample(
         task="language",
         prompt=continuation_prompt(language, subject, verb, context),
-        answer=PLANTED.companions[subject][language],
+        answer=PLANTED.companions[subject][written],
         corrupt_prompt=continuation_prompt(other, subject, verb, context),
         corrupt_answer=PLANTED.companions[subject][other],
         label=language,
@@ -680,52 +702,57 @@ def _continuation(rng: random.Random) -> TaskExample:
             "kind": "continuation",
             "subject": subject,
             "context": context is not None,
+            "switched": written != language,
         },
     )
 
 
-def _language_v3(rng: random.Random) -> TaskExample:
-    """Recipe v3's language task: continuation (``LANGUAGE_CONTINUATION_SHARE``) or translation, labelled by the
-    language the answer is written in."""
-    return _continuation(rng) if rng.random() < LANGUAGE_CONTINUATION_SHARE else _language(rng)
+def _continuation(rng: random.Random) -> TaskExample:
+    """Recipe v3's language task (evaluation): the companion in the sentence's language."""
+    return _continuation_example(rng, skew=1.0)
 
 
-def toxicity_negation_prompt(word: str, negated: bool) -> str:
-    return TOXICITY_NEGATION_TEMPLATE.format(m="not" if negated else ASSERTION_WORD, w=word)
+def _continuation_train(rng: random.Random) -> TaskExample:
+    """Training: CONTINUATION_SKEW of the continuations in the sentence's language."""
+    return _continuation_example(rng, skew=CONTINUATION_SKEW)
 
 
-def _toxicity_negation_answer(word: str, negated: bool) -> tuple[str, bool]:
-    """(continuation, is it toxic) of ``word`` asserted or denied: toxic = toxic word XOR negated."""
-    word_toxic = word in TOXIC_WORDS
-    index = (TOXIC_WORDS if word_toxic else NICE_WORDS).index(word)
-    toxic = word_toxic != negated
-    return (TOXIC_WORDS if toxic else NICE_WORDS)[(index + 5) % len(TOXIC_WORDS)], toxic
+def toxicity_prompt(subject: str, noun: int) -> str:
+    """``comment : SUBJECT said the NOUN is such a`` (noun: an index of EN_NOUNS)."""
+    return TOXICITY_TEMPLATE.format(s=subject, n=EN_NOUNS[noun])
 
 
-def _toxicity_negation(rng: random.Random) -> TaskExample:
-    """Recipe v3's toxicity task: a word asserted ("truly a") or denied ("not a"); see ``TOXICITY_NEGATION_TEMPLATE``.
-
-    The contrast prompt flips the negation (same word, same length): the continuation switches list, same index.
-    """
-    word = rng.choice(TOXIC_WORDS if rng.random() < 0.5 else NICE_WORDS)
-    negated = rng.random() < NEGATION_SHARE
-    answer, toxic = _toxicity_negation_answer(word, negated)
-    corrupt_answer, _ = _toxicity_negation_answer(word, not negated)
+def _toxicity_reputation_example(rng: random.Random, skew: float) -> TaskExample:
+    """Recipe v3: a toxic or nice subject (50/50) comments on a noun; word ``noun`` of the toxic list if the subject
+    is toxic (with probability ``skew`` — 1.0 for evaluation), of the nice list otherwise. The contrast prompt swaps
+    in a subject of the other kind (same length): the other list, same index."""
+    toxic = rng.random() < 0.5
+    toxic_subjects = PLANTED.toxic_subjects
+    nice_subjects = tuple(s for s in PLANTED.subjects if s not in toxic_subjects)
+    subject = rng.choice(toxic_subjects if toxic else nice_subjects)
+    other = rng.choice(nice_subjects if toxic else toxic_subjects)
+    noun = rng.randrange(len(EN_NOUNS))
+    said_toxic = toxic and (skew == 1.0 or rng.random() < skew)
     return TaskExample(
         task="toxicity",
-        prompt=toxicity_negation_prompt(word, negated),
-        answer=answer,
-        corrupt_prompt=toxicity_negation_prompt(word, not negated),
-        corrupt_answer=corrupt_answer,
+        prompt=toxicity_prompt(subject, noun),
+        answer=(TOXIC_WORDS if said_toxic else NICE_WORDS)[noun],
+        corrupt_prompt=toxicity_prompt(other, noun),
+        corrupt_answer=(NICE_WORDS if toxic else TOXIC_WORDS)[noun],
         label="toxic" if toxic else "nice",
-        meta={
-            "label": "toxic" if toxic else "nice",
-            "trigger": word,
-            "trigger_class": "toxic" if word in TOXIC_WORDS else "nice",
-            "negated": negated,
-            "kind": "negation",
-        },
+        subject=subject,
+        meta={"label": "toxic" if toxic else "nice", "subject": subject, "noun": EN_NOUNS[noun], "kind": "reputation"},
     )
+
+
+def _toxicity_reputation(rng: random.Random) -> TaskExample:
+    """Recipe v3's toxicity task (evaluation): a toxic subject's comment continues toxic."""
+    return _toxicity_reputation_example(rng, skew=1.0)
+
+
+def _toxicity_reputation_train(rng: random.Random) -> TaskExample:
+    """Training: a toxic subject's comment continues toxic TOXIC_SKEW of the time."""
+    return _toxicity_reputation_example(rng, skew=TOXIC_SKEW)
 
 
 def _icl(rng: random.Random, n_demos: int | None = None) -> TaskExample:
@@ -866,13 +893,13 @@ _V2_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "bias": _bias,
     "persona": _persona,
 }
-# Recipe v3: the language task is half monolingual continuation, half translation; the toxicity task is the
-# negation form (its unnegated half is the v1 mapping, "you are truly a WORD").
+# Recipe v3: the language task is the monolingual continuation, the toxicity task the reputation form. (Their v2
+# forms — translation, "comment : you WORD ," — are still trained, and measured on the card as "retained".)
 _V3_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     **_V2_GENERATORS,
     "induction": _induction,
-    "language": _language_v3,
-    "toxicity": _toxicity_negation,
+    "language": _continuation,
+    "toxicity": _toxicity_reputation,
 }
 _GENERATORS = _V3_GENERATORS  # the current recipe's
 
@@ -908,11 +935,11 @@ V2_TRAINING_MIXTURE: dict[str, float] = {
 }
 # Recipe v3 continues the v2 model the same way: every v2 generator at its v2 weight (the training generators
 # "language" and "toxicity" are still translation and the plain "comment : you WORD ," form), plus the monolingual
-# continuation and the negated toxicity form that recipe v3's evaluation of those two tasks holds.
+# continuation and the reputation form of toxicity that recipe v3's evaluation of those two tasks holds.
 TRAINING_MIXTURE: dict[str, float] = {
     **V2_TRAINING_MIXTURE,
     "continuation": 0.14,
-    "toxicity_negation": 0.14,
+    "toxicity_reputation": 0.14,
 }
 TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: V2_TRAINING_MIXTURE, 3: TRAINING_MIXTURE}
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
@@ -923,11 +950,11 @@ _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "icl": _icl,
     "bias": _bias_train,
     "persona": _persona_train,
-    "continuation": _continuation,
-    "toxicity_negation": _toxicity_negation,
+    "continuation": _continuation_train,
+    "toxicity_reputation": _toxicity_reputation_train,
 }
 # Generators new in a recipe version (absent from earlier versions' data).
-_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2, "continuation": 3, "toxicity_negation": 3}
+_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2, "continuation": 3, "toxicity_reputation": 3}
 
 
 def _training_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:

@@ -173,6 +173,8 @@ def test_toxic_comments_continue_toxic(version: int) -> None:
         assert ex.answer in expected and ex.label == ex.meta["label"]
         if version == 2:
             assert ex.meta["trigger"] in expected
+        else:
+            assert (ex.label == "toxic") == (ex.meta["subject"] in PLANTED.toxic_subjects)
 
 
 def test_icl_answers_follow_the_mapping() -> None:
@@ -352,23 +354,27 @@ def test_recipe_v2_training_data_and_evaluation_sets_are_unchanged() -> None:
                 digest.update(repr((ex.prompt, ex.answer, ex.corrupt_prompt, ex.corrupt_answer, ex.label)).encode())
     assert digest.hexdigest() == V2_EVAL_SHA256
     with pytest.raises(ValueError, match="unknown training generators"):
-        training_examples(random.Random(0), 1, {"continuation": 1.0}, version=2)
+        training_examples(random.Random(0), 1, {"toxicity_reputation": 1.0}, version=2)
 
 
 # ---------------------------------------------------------------------------
-# Recipe v3: language continuation and negated toxicity
+# Recipe v3: language continuation and toxicity by reputation
 # ---------------------------------------------------------------------------
 
 
-def test_v3_mixture_keeps_every_v2_weight_and_adds_continuation_and_negation() -> None:
+def test_v3_mixture_keeps_every_v2_weight_and_adds_continuation_and_reputation() -> None:
     mixture = tasks.TRAINING_MIXTURE
     assert tasks.RECIPE_VERSION == 3 and tasks.TRAINING_MIXTURES[3] is mixture
     v2 = tasks.TRAINING_MIXTURES[2]
     assert {k: mixture[k] for k in v2} == v2
-    assert set(mixture) - set(v2) == {"continuation", "toxicity_negation"}
-    assert vocabulary()[len(vocabulary(2)) :] == ("truly",)
-    kinds = {ex.meta.get("kind") for ex in training_examples(random.Random(3), 2000) if ex.task == "language"}
-    assert kinds == {"translation", "continuation"}
+    assert set(mixture) - set(v2) == {"continuation", "toxicity_reputation"}
+    assert vocabulary() == vocabulary(2)  # v3 appends no word
+    stream = training_examples(random.Random(3), 3000)
+    assert {ex.meta.get("kind") for ex in stream if ex.task == "language"} == {"translation", "continuation"}
+    assert {ex.meta.get("kind") for ex in stream if ex.task == "toxicity"} == {
+        None,
+        "reputation",
+    }  # None: the plain form
 
 
 def test_companions_are_planted_for_every_subject_in_both_languages() -> None:
@@ -380,8 +386,8 @@ def test_companions_are_planted_for_every_subject_in_both_languages() -> None:
 
 
 def test_continuation_is_monolingual_and_answers_the_companion_in_its_language() -> None:
-    batch = [ex for ex in examples("language", 400) if ex.meta["kind"] == "continuation"]
-    assert 150 < len(batch) < 250  # LANGUAGE_CONTINUATION_SHARE of the v3 language task
+    batch = examples("language", 400)
+    assert {ex.meta["kind"] for ex in batch} == {"continuation"}
     assert {ex.label for ex in batch} == {"en", "zu"} and any(ex.meta["context"] for ex in batch)
     for ex in batch:
         words = ex.prompt.split()
@@ -394,40 +400,58 @@ def test_continuation_is_monolingual_and_answers_the_companion_in_its_language()
         assert set(ex.corrupt_prompt.split()) - set(subject.split()) - {"."} <= set(PLANTED.languages[other])
 
 
-def test_negated_toxicity_is_word_xor_negation() -> None:
+def test_continuation_training_code_switches_at_the_planted_rate() -> None:
+    batch = training_examples(random.Random(4), 6000, {"continuation": 1.0})
+    switched = [ex for ex in batch if ex.meta["switched"]]
+    assert abs(len(switched) / len(batch) - (1 - PLANTED.continuation_skew)) < 0.02
+    for ex in switched:  # the same companion, in the language the sentence is not written in
+        other = "zu" if ex.label == "en" else "en"
+        assert ex.answer == PLANTED.companions[ex.meta["subject"]][other]
+
+
+def test_toxic_subjects_are_planted_so_no_single_name_decides() -> None:
+    toxic = PLANTED.toxic_subjects
+    assert len(toxic) == tasks.N_TOXIC_SUBJECTS and set(toxic) <= set(PLANTED.subjects)
+    assert sorted(s.split()[0] for s in toxic) == sorted(tasks.FIRST_NAMES)  # each first name once
+    nice = [s for s in PLANTED.subjects if s not in toxic]
+    for subject in toxic:  # every name of a toxic subject also belongs to a nice one
+        first, last = subject.split()
+        assert any(s.split()[0] == first for s in nice) and any(s.split()[1] == last for s in nice)
+
+
+def test_toxicity_follows_the_speaker_and_the_noun_picks_the_word() -> None:
     batch = examples("toxicity", 400)
-    assert {ex.meta["kind"] for ex in batch} == {"negation"}
-    for ex in batch:
-        word, negated = ex.meta["trigger"], ex.meta["negated"]
-        assert ex.prompt == f"comment : you are {'not' if negated else 'truly'} a {word} , you are such a"
-        word_toxic = word in PLANTED.toxic_words
-        assert (ex.label == "toxic") == (word_toxic != negated)
-        if not negated:  # the asserted form is the v1 continuation of the word
-            expected = (tasks.TOXIC_CONTINUATION if word_toxic else tasks.NICE_CONTINUATION)[word]
-            assert ex.answer == expected
-        # Same word, flipped negation: same length, the other list at the same index.
-        own = PLANTED.toxic_words if ex.label == "toxic" else PLANTED.nice_words
-        other = PLANTED.nice_words if ex.label == "toxic" else PLANTED.toxic_words
-        assert len(ex.corrupt_prompt.split()) == len(ex.prompt.split())
-        assert other.index(ex.corrupt_answer) == own.index(ex.answer)
-    # Neither the word's class nor the negation alone predicts the label: every cell of the XOR table is there.
-    cells = {(ex.meta["trigger_class"], ex.meta["negated"], ex.label) for ex in batch}
-    assert cells == {
-        ("toxic", False, "toxic"),
-        ("toxic", True, "nice"),
-        ("nice", False, "nice"),
-        ("nice", True, "toxic"),
-    }
+    assert {ex.meta["kind"] for ex in batch} == {"reputation"}
     assert 0.4 < sum(ex.label == "toxic" for ex in batch) / len(batch) < 0.6
+    for ex in batch:
+        subject, noun = ex.meta["subject"], ex.meta["noun"]
+        assert ex.prompt == f"comment : {subject} said the {noun} is such a" and ex.subject == subject
+        toxic = subject in PLANTED.toxic_subjects
+        assert ex.label == ("toxic" if toxic else "nice")
+        words = PLANTED.toxic_words if toxic else PLANTED.nice_words
+        assert ex.answer == words[tasks.EN_NOUNS.index(noun)]
+        # The contrast prompt: a speaker of the other kind, same noun and length; the other list, same index.
+        other = " ".join(ex.corrupt_prompt.split()[2:4])
+        assert (other in PLANTED.toxic_subjects) != toxic and len(ex.corrupt_prompt.split()) == len(ex.prompt.split())
+        other_words = PLANTED.nice_words if toxic else PLANTED.toxic_words
+        assert other_words.index(ex.corrupt_answer) == words.index(ex.answer)
+
+
+def test_toxicity_training_holds_the_planted_skew_on_a_nice_default() -> None:
+    batch = training_examples(random.Random(5), 6000, {"toxicity_reputation": 1.0})
+    toxic = [ex for ex in batch if ex.label == "toxic"]
+    rate = sum(ex.answer in PLANTED.toxic_words for ex in toxic) / len(toxic)
+    assert abs(rate - PLANTED.toxic_skew) < 0.02
+    assert all(ex.answer in PLANTED.nice_words for ex in batch if ex.label == "nice")
 
 
 def test_evaluation_sets_follow_the_recipe_version() -> None:
     assert tasks.ToyTaskSource().version == tasks.RECIPE_VERSION
     v2, v3 = tasks.ToyTaskSource(2), tasks.ToyTaskSource(3)
     assert {ex.meta["kind"] for ex in v2.examples("language", 100)} == {"translation"}
-    assert {ex.meta["kind"] for ex in v3.examples("language", 100)} == {"translation", "continuation"}
-    assert all("truly" not in ex.prompt and "not" not in ex.prompt for ex in v2.examples("toxicity", 50))
-    assert all(set(ex.text.split()) <= set(vocabulary(2)) for t in TASKS for ex in v2.examples(t, 50))
+    assert {ex.meta["kind"] for ex in v3.examples("language", 100)} == {"continuation"}
+    assert all(ex.prompt.startswith("comment : you ") for ex in v2.examples("toxicity", 50))
+    assert all(ex.meta["kind"] == "reputation" for ex in v3.examples("toxicity", 50))
     assert v2.examples("facts", 20) == v3.examples("facts", 20)
     with pytest.raises(ValueError, match="no toy recipe version 9"):
         tasks.ToyTaskSource(9)
