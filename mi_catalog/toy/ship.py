@@ -265,12 +265,25 @@ def _stage(training: dict[str, Any]) -> str:
     )
 
 
+def _appended_rows(stage: dict[str, Any], previous: int) -> str:
+    from mi_catalog.toy.tasks import VOCAB_SIZES
+
+    version = stage["recipe_version"]
+    if VOCAB_SIZES.get(version) == VOCAB_SIZES.get(previous):
+        return f"Recipe v{version} appends no word to the vocabulary."
+    return (
+        f"The embedding rows of the words v{version} appended were initialised "
+        f"N(0, {stage.get('new_embedding_std', 0.02)}), seeded."
+    )
+
+
 def _training_lines(training: dict[str, Any]) -> list[str]:
     """The training stages: the base recipes' (if any), then this recipe's, and how to reproduce them."""
     stages = _stages(training)
     if len(stages) == 1:
         return [f"seed {training['seed']}, {_stage(training)}."]
-    lines = [f"seed {training['seed']}, in {len(stages)} stages:", ""]
+    count = {2: "two", 3: "three", 4: "four"}.get(len(stages), str(len(stages)))
+    lines = [f"seed {training['seed']}, in {count} stages:", ""]
     for number, stage in enumerate(stages, start=1):
         version = stage["recipe_version"]
         if number == 1:
@@ -285,8 +298,8 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
                     if mixture
                     else f" (every v{previous} task at its v{previous} weight, plus the new tasks)"
                 )
-                + f" with a fresh optimiser: {_stage(stage)}. The embedding rows of the words v{version} appended "
-                f"were initialised N(0, {stage.get('new_embedding_std', 0.02)}), seeded."
+                + f" with a fresh optimiser: {_stage(stage)}. "
+                + _appended_rows(stage, previous)
             )
         if number == len(stages) - 1:  # the immediate base: pinned or trained in the same run
             pinned = training.get("base_weights_sha256")
