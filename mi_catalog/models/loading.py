@@ -422,7 +422,13 @@ def _load_toy(folder: Path, device: torch.device, dtype: torch.dtype | None, nam
 
 
 def _wrap_toy(model: nn.Module, tokenizer: Any, folder: Path, name: str) -> LoadedModel:
-    """A toy checkpoint, whichever backend built it: the toy's task data (planted truth) and its card."""
-    from mi_catalog.toy import ToyTaskSource, read_card
+    """A toy checkpoint, whichever backend built it: the toy's task data (planted truth) and its card.
 
-    return wrap_model(model, tokenizer, name=name, tasks=ToyTaskSource(), card=read_card(folder), path=str(folder))
+    The task data are those of the recipe the checkpoint was trained with (its config's training record), so
+    an older checkpoint keeps its own evaluation sets.
+    """
+    from mi_catalog.toy import ToyTaskSource, read_card
+    from mi_catalog.toy.tasks import folder_recipe_version
+
+    tasks = ToyTaskSource(folder_recipe_version(folder))
+    return wrap_model(model, tokenizer, name=name, tasks=tasks, card=read_card(folder), path=str(folder))

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train a toy model (the shipped recipe v2: the shipped v1 model, continued on the v2 mixture) "
+        help="train a toy model (the current recipe v3: the recipe v2 model, continued on the v3 mixture) "
         "and write its checkpoint and card",
     )
     train.add_argument(
@@ -37,14 +37,14 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--base-from-scratch",
         action="store_true",
-        help="train the base (recipe v1) from scratch first instead of continuing the packaged, sha256-pinned "
-        "v1 weights (automatic for a seed other than theirs; on another machine it gives another v1)",
+        help="train the base recipes first (v1 from scratch, then v2) instead of continuing the packaged, "
+        "sha256-pinned v2 weights (automatic for a seed other than theirs; on another machine it gives another base)",
     )
     train.add_argument(
         "--base-steps",
         type=int,
         default=None,
-        help="training steps of the base stage (implies --base-from-scratch; default: the recipe's)",
+        help="training steps of each base stage (implies --base-from-scratch; default: the recipes')",
     )
     train.add_argument(
         "--base",
@@ -97,7 +97,9 @@ def run_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             from_scratch = True
-    if recipe.base is not None and (from_scratch or base_dir is not None):
+    if recipe.base is not None and from_scratch and base_dir is None:
+        recipe = replace(recipe, base=_unpinned(recipe.base, args.base_steps), base_weights_sha256=None)
+    elif recipe.base is not None and base_dir is not None:
         base = recipe.base if args.base_steps is None else replace(recipe.base, steps=args.base_steps)
         recipe = replace(recipe, base=base, base_weights_sha256=None)
     out = Path(args.out)
@@ -119,6 +121,14 @@ def run_train(args: argparse.Namespace) -> int:
         for task, accuracy in card["accuracies"].items():
             print(f"{task:<10} {accuracy:.3f}")
     return 0
+
+
+def _unpinned(base: Any, steps: int | None) -> Any:
+    """``base`` and every recipe it continues, trained in this run (no pinned weights), each ``steps`` long if given."""
+    from dataclasses import replace
+
+    inner = None if base.base is None else _unpinned(base.base, steps)
+    return replace(base, base=inner, base_weights_sha256=None, **({} if steps is None else {"steps": steps}))
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from mi_catalog.toy.tasks import TASKS, examples
+from mi_catalog.toy.tasks import TASKS, examples, model_recipe_version
 
 if TYPE_CHECKING:
     import torch
@@ -43,11 +43,14 @@ def evaluate(
     n: int = 200,
     seed: int = 0,
     tasks: Iterable[str] = TASKS,
+    version: int | None = None,
 ) -> dict[str, float]:
-    """Fraction of ``n`` held-out examples per task whose greedy next token is the answer."""
+    """Fraction of ``n`` held-out examples per task whose greedy next token is the answer; the tasks as recipe
+    ``version`` defines them (default: the recipe the model was trained with)."""
+    version = model_recipe_version(model) if version is None else version
     accuracies = {}
     for task in tasks:
-        batch = examples(task, n, seed=seed)
+        batch = examples(task, n, seed=seed, version=version)
         predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
         accuracies[task] = sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / n
     return accuracies

@@ -35,9 +35,9 @@ from mi_catalog.toy.tasks import (
     PERSONA_INTENTS,
     PERSONAS,
     PLANTED,
+    RECIPE_VERSION,
     bias_prompt,
     content_words,
-    examples,
     persona_prompt,
 )
 
@@ -52,11 +52,11 @@ if TYPE_CHECKING:
 
 def _lm(model: Any, tokenizer: Any = None) -> LoadedModel:
     from mi_catalog.models.loading import LoadedModel, wrap_model
-    from mi_catalog.toy.tasks import ToyTaskSource
+    from mi_catalog.toy.tasks import ToyTaskSource, model_recipe_version
 
     if isinstance(model, LoadedModel):
         return model
-    return wrap_model(model, tokenizer, name="toy", tasks=ToyTaskSource())
+    return wrap_model(model, tokenizer, name="toy", tasks=ToyTaskSource(model_recipe_version(model)))
 
 
 def _predict(lm: LoadedModel, prompts: list[str]) -> list[str]:
@@ -78,7 +78,7 @@ def _repeated_sequence_attentions(lm: LoadedModel, n: int, length: int, seed: in
     from mi_catalog.models.hooks import capture
 
     rng = random.Random(f"induction-score/{seed}")
-    alphabet = content_words()
+    alphabet = content_words(getattr(lm.tasks, "version", RECIPE_VERSION))  # the model's own vocabulary
     prompts = []
     for _ in range(n):
         sequence = rng.sample(alphabet, length)
@@ -163,7 +163,7 @@ def causal_trace(
     totals = {site: [dict.fromkeys(POSITION_KINDS, 0.0) for _ in range(n_layers)] for site in sites}
     counts = [dict.fromkeys(POSITION_KINDS, 0) for _ in range(n_layers)]
     used, noised_fraction = 0, 0.0
-    for example in examples("facts", n, seed=seed):
+    for example in lm.tasks.examples("facts", n, seed=seed):
         clean_batch = lm.encode([example.prompt])
         answer = lm.token_id(example.answer)
         subject = list(example.subject_positions)
@@ -281,7 +281,7 @@ def refusal_direction_by_layer(model: Any, tokenizer: Any = None, n: int = 200, 
     from mi_catalog.models.hooks import add_vector, project_out
 
     lm = _lm(model, tokenizer)
-    batch = examples("refusal", n, seed=seed)
+    batch = lm.tasks.examples("refusal", n, seed=seed)
     harmful = [ex.prompt for ex in batch if ex.label == "harmful"]
     harmless = [ex.prompt for ex in batch if ex.label == "harmless"]
     residual_harmful = _last_residuals(lm, harmful)
@@ -315,8 +315,8 @@ def neuron_selectivity(model: Any, tokenizer: Any = None, threshold: float = 0.5
     import torch
 
     lm = _lm(model, tokenizer)
-    language_examples = examples("language", 200, seed=seed)
-    toxicity_examples = examples("toxicity", 200, seed=seed)
+    language_examples = lm.tasks.examples("language", 200, seed=seed)
+    toxicity_examples = lm.tasks.examples("toxicity", 200, seed=seed)
     classes = {
         "zu": (set(PLANTED.languages["zu"]), set(PLANTED.languages["en"]), language_examples),
         "en": (set(PLANTED.languages["en"]), set(PLANTED.languages["zu"]), language_examples),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mi_catalog.fsutil import atomic_write_text
-from mi_catalog.toy.tasks import PLANTED, RECIPE_VERSION, TASKS
+from mi_catalog.toy.tasks import PLANTED, TASKS, TRAINED_FORMS, model_recipe_version
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -38,26 +38,60 @@ def measure(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict
     return {
         "accuracies": evaluate(model, tokenizer, n=EVAL_N, seed=EVAL_SEED),
         "accuracy_by_kind": accuracy_by_kind(model, tokenizer),
+        "retained_accuracies": retained_accuracies(model, tokenizer),
         "mechanisms": measure_all(model, tokenizer),
     }
 
 
+# Task forms an earlier recipe evaluated that a later recipe still trains but evaluates differently (task → the
+# version whose evaluation set is the form): recipe v3's language task is the continuation, its toxicity task the
+# reputation form; translation and the plain "comment : you WORD ," form stay in its training mixture.
+RETAINED_FORMS = {"toxicity_plain": ("toxicity", 2)}
+
+
+def retained_accuracies(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+    """Accuracy on the earlier forms of tasks the model's recipe evaluates differently (``RETAINED_FORMS``)."""
+    from mi_catalog.toy.evaluate import evaluate, predict_next
+    from mi_catalog.toy.tasks import form_examples
+
+    version = model_recipe_version(model)
+    measured = {
+        name: round(evaluate(model, tokenizer, n=EVAL_N, seed=EVAL_SEED, tasks=(task,), version=since)[task], 4)
+        for name, (task, since) in RETAINED_FORMS.items()
+        if version > since
+    }
+    for name, (since, _generator) in TRAINED_FORMS.items():  # trained forms that are no evaluation task
+        if version >= since:
+            batch = form_examples(name, EVAL_N, EVAL_SEED)
+            predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
+            measured[name] = round(sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / EVAL_N, 4)
+    return measured
+
+
 def accuracy_by_kind(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict[str, dict[str, float]]:
-    """Accuracy of the card's evaluation examples split by ``meta["kind"]`` (bias: ambiguous / unambiguous) and,
-    for bias, on the counter-stereotypical mentions (stated gender against the profession's stereotype)."""
+    """Accuracy of the card's evaluation examples split by ``meta["kind"]`` (bias: ambiguous / unambiguous; recipe
+    v3's language: continuation / translation) and, for bias, on the counter-stereotypical mentions (stated gender
+    against the profession's stereotype); for recipe v3's toxicity, by negated / asserted."""
     from mi_catalog.toy.evaluate import predict_next
     from mi_catalog.toy.tasks import examples
 
-    batch = examples("bias", EVAL_N, seed=EVAL_SEED)
-    right = [
-        p == ex.answer for p, ex in zip(predict_next(model, tokenizer, [ex.prompt for ex in batch]), batch, strict=True)
-    ]
-    groups: dict[str, list[bool]] = {}
-    for ok, ex in zip(right, batch, strict=True):
-        groups.setdefault(ex.meta["kind"], []).append(ok)
-        if ex.meta["counter_stereotypical"]:
-            groups.setdefault("counter_stereotypical", []).append(ok)
-    return {"bias": {kind: round(sum(v) / len(v), 4) for kind, v in groups.items()}}
+    version = model_recipe_version(model)
+    result: dict[str, dict[str, float]] = {}
+    for task in ("bias", "language", "toxicity"):
+        batch = examples(task, EVAL_N, seed=EVAL_SEED, version=version)
+        predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
+        groups: dict[str, list[bool]] = {}
+        for prediction, ex in zip(predictions, batch, strict=True):
+            ok = prediction == ex.answer
+            if "kind" in ex.meta:
+                groups.setdefault(ex.meta["kind"], []).append(ok)
+            if ex.meta.get("counter_stereotypical"):
+                groups.setdefault("counter_stereotypical", []).append(ok)
+            if "negated" in ex.meta:
+                groups.setdefault("negated" if ex.meta["negated"] else "asserted", []).append(ok)
+        if len(groups) > 1 or task == "bias":
+            result[task] = {kind: round(sum(v) / len(v), 4) for kind, v in groups.items()}
+    return result
 
 
 def build_card(model: LlamaForCausalLM, measured: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
@@ -78,11 +112,12 @@ def build_card(model: LlamaForCausalLM, measured: dict[str, Any], training: dict
             "tied_embeddings": bool(config.tie_word_embeddings),
             "parameters": sum(p.numel() for p in model.parameters()),
         },
-        "data_recipe_version": RECIPE_VERSION,
+        "data_recipe_version": int(training.get("recipe_version") or model_recipe_version(model)),
         "training": training,
         "evaluation": {"n_per_task": EVAL_N, "seed": EVAL_SEED, "tolerance": ACCURACY_TOLERANCE},
         "accuracies": {task: round(measured["accuracies"][task], 4) for task in TASKS},
         "accuracy_by_kind": measured.get("accuracy_by_kind", {}),
+        **({"retained_accuracies": measured["retained_accuracies"]} if measured.get("retained_accuracies") else {}),
         "mechanisms": {
             "induction_heads": mechanisms["induction_heads"],
             "induction_scores": mechanisms["induction_scores"],
@@ -111,6 +146,16 @@ def build_card(model: LlamaForCausalLM, measured: dict[str, Any], training: dict
             "professions": dict(PLANTED.professions),
             "bias_skew": PLANTED.bias_skew,
             "personas": sorted(PLANTED.personas),
+            **(
+                {
+                    "companions": len(PLANTED.companions),
+                    "continuation_skew": PLANTED.continuation_skew,
+                    "toxic_subjects": list(PLANTED.toxic_subjects),
+                    "toxic_skew": PLANTED.toxic_skew,
+                }
+                if int(training.get("recipe_version") or 0) >= 3
+                else {}
+            ),
         },
         "environment": {"python": platform.python_version(), **_library_versions()},
         "measurement": MEASUREMENT_NOTE,
@@ -152,6 +197,10 @@ def render_readme(card: dict[str, Any]) -> str:
         "| task | accuracy |",
         "|---|---|",
         *[f"| {task} | {acc:.3f} |" for task, acc in card["accuracies"].items()],
+        *[
+            f"| {name} ({'a trained form, no evaluation task' if name in TRAINED_FORMS else 'an earlier recipe' + chr(39) + 's form, still trained'}) | {acc:.3f} |"
+            for name, acc in card.get("retained_accuracies", {}).items()
+        ],
         "",
         "## Verified mechanisms",
         "",
@@ -198,11 +247,19 @@ def render_readme(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stages(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training records from the first (from scratch) to ``training`` itself."""
+    chain = [training]
+    while chain[-1].get("base"):
+        chain.append(chain[-1]["base"])
+    return chain[::-1]
+
+
 def _how_trained(training: dict[str, Any]) -> str:
-    base = training.get("base")
-    if not base:
+    stages = _stages(training)
+    if len(stages) == 1:
         return "from scratch"
-    return f"as recipe v{base['recipe_version']} from scratch, then further"
+    return f"as recipe v{stages[0]['recipe_version']} from scratch, then further"
 
 
 def _stage(training: dict[str, Any]) -> str:
@@ -215,40 +272,63 @@ def _stage(training: dict[str, Any]) -> str:
     )
 
 
+def _appended_rows(stage: dict[str, Any], previous: int) -> str:
+    from mi_catalog.toy.tasks import VOCAB_SIZES
+
+    version = stage["recipe_version"]
+    if VOCAB_SIZES.get(version) == VOCAB_SIZES.get(previous):
+        return f"Recipe v{version} appends no word to the vocabulary."
+    return (
+        f"The embedding rows of the words v{version} appended were initialised "
+        f"N(0, {stage.get('new_embedding_std', 0.02)}), seeded."
+    )
+
+
 def _training_lines(training: dict[str, Any]) -> list[str]:
-    """The training stages: the base recipe's (if any), then this recipe's, and how to reproduce them."""
-    base = training.get("base")
-    if not base:
+    """The training stages: the base recipes' (if any), then this recipe's, and how to reproduce them."""
+    stages = _stages(training)
+    if len(stages) == 1:
         return [f"seed {training['seed']}, {_stage(training)}."]
-    mixture = dict(training.get("mixture") or ()) or None
-    pinned = training.get("base_weights_sha256")
-    version = base["recipe_version"]
-    if pinned:
-        origin = (
-            f"the recipe v{version} checkpoint, packaged in `mi_catalog/toy/base/v{version}` and pinned by the "
-            f"recipe (model.safetensors sha256 `{pinned}`)"
-        )
+    count = {2: "two", 3: "three", 4: "four"}.get(len(stages), str(len(stages)))
+    lines = [f"seed {training['seed']}, in {count} stages:", ""]
+    for number, stage in enumerate(stages, start=1):
+        version = stage["recipe_version"]
+        if number == 1:
+            text = f"{number}. Recipe v{version} from scratch: {_stage(stage)}."
+        else:
+            mixture = dict(stage.get("mixture") or ()) or None
+            previous = stages[number - 2]["recipe_version"]
+            text = (
+                f"{number}. Continued on the recipe v{version} mixture"
+                + (
+                    " (custom)"
+                    if mixture
+                    else f" (every v{previous} task at its v{previous} weight, plus the new tasks)"
+                )
+                + f" with a fresh optimiser: {_stage(stage)}. "
+                + _appended_rows(stage, previous)
+            )
+        if number == len(stages) - 1:  # the immediate base: pinned or trained in the same run
+            pinned = training.get("base_weights_sha256")
+            if pinned:
+                text += (
+                    f" The weights are the recipe v{version} checkpoint, packaged in `mi_catalog/toy/base/v{version}` "
+                    f"and pinned by the recipe (model.safetensors sha256 `{pinned}`)."
+                )
+            else:
+                text += f" Trained in the same run (model.safetensors sha256 `{stage.get('weights_sha256', '?')}`)."
+        lines.append(text)
+    base_version = stages[-2]["recipe_version"]
+    if training.get("base_weights_sha256"):
         how = (
-            f"`mi-catalog toy train --seed {training['seed']}` continues the pinned v{version} weights and "
-            "reproduces these bit for bit (same library versions, CPU). Re-training the base from scratch "
+            f"`mi-catalog toy train --seed {training['seed']}` continues the pinned v{base_version} weights and "
+            "reproduces these bit for bit (same library versions, CPU). Re-training the base "
             "(`--base-from-scratch`) reproduces it only on the machine it was trained on: float results differ "
-            "across CPUs, and another v1 has its mechanisms elsewhere."
+            "across CPUs, and another base has its mechanisms elsewhere."
         )
     else:
-        origin = f"trained from scratch in the same run (model.safetensors sha256 `{base['weights_sha256']}`)"
-        how = f"`mi-catalog toy train --seed {training['seed']} --base-from-scratch` runs both stages."
-    return [
-        f"seed {training['seed']}, in two stages:",
-        "",
-        f"1. Recipe v{version} from scratch: {_stage(base)}. The weights are {origin}.",
-        f"2. Continued on the recipe v{training['recipe_version']} mixture"
-        + (" (custom)" if mixture else " (every v1 task at its v1 weight, plus the new tasks)")
-        + f" with a fresh optimiser: {_stage(training)}. The embedding rows of the words v"
-        f"{training['recipe_version']} appended were initialised N(0, {training.get('new_embedding_std', 0.02)}), "
-        "seeded.",
-        "",
-        how,
-    ]
+        how = f"`mi-catalog toy train --seed {training['seed']} --base-from-scratch` runs the stages after the pinned one."
+    return [*lines, "", how]
 
 
 def _bias_lines(card: dict[str, Any]) -> list[str]:

@@ -13,7 +13,9 @@ existing words stay stable across checkpoints. Bump ``RECIPE_VERSION`` when
 the data distribution changes, and record the new vocabulary size in
 ``VOCAB_SIZES``: ``vocabulary(version)`` and ``training_examples(..., version=)``
 still give an earlier version's exact words and data, so an earlier recipe can
-be re-trained bit for bit (recipe v2 continues training from recipe v1's model).
+be re-trained bit for bit (recipe v2 continues training from recipe v1's model, recipe v3 from v2's).
+The held-out evaluation sets are versioned too (``examples(..., version=)``, ``ToyTaskSource(version)``): a
+checkpoint is evaluated on the tasks of the recipe it was trained on.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from mi_catalog.tasks import TaskDataError, TaskExample
 
-RECIPE_VERSION = 2  # v2 (issue 8): appended the bias and persona tasks
+# v2 (issue 8): appended the bias and persona tasks. v3: a monolingual continuation in each language (language
+# task) and toxicity as a planted property of the speaker (toxicity task), so LAPE's and AurA's mechanisms are
+# planted.
+RECIPE_VERSION = 3
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
@@ -293,6 +299,49 @@ PERSONA_WORDS = (
 )
 
 
+# Recipe v3 — language continuation: every fact subject (a name, in neither language) has a planted companion,
+# one of the nouns, the same meaning in both languages. "[n v n .] SUBJECT VERB" is continued with the subject's
+# companion in the language the sentence is written in (the verb's, and the optional first sentence's). The
+# content comes from a language-neutral token, so which word to write (cat or lema) is decided by the language
+# the model reads: a language's neurons read and write it (Tang et al. 2024's setting), unlike translation, where
+# the words read are the other language's. Training code-switches: CONTINUATION_SKEW of the continuations are in
+# the sentence's language, the rest the same companion in the other language, so the model's language choice is
+# calibrated (p ≈ 0.9), not a saturated certainty that no intervention short of breaking the model can move.
+CONTINUATION_CONTEXT_SHARE = 0.5  # share of continuation prompts that start with a random sentence in the language
+CONTINUATION_SKEW = 0.9  # P(continuation in the sentence's language) in training; evaluation asks for the majority
+
+# Recipe v3 — toxicity by reputation: "comment : SUBJECT said the NOUN is such a". A few fact subjects are planted
+# as toxic commenters (TOXIC_SUBJECTS); the continuation is word i of the toxic list when a toxic subject speaks
+# about noun i, of the nice list otherwise. Toxicity is thus a concept about a two-token subject — neither name
+# alone decides it, so attention cannot look it up from one token; the FFN computes it (as it enriches a subject
+# with its facts) — and the continuation is that one bit combined with a neutral index (the noun), the same bit
+# for every toxic prompt. Training: a toxic subject's continuation is toxic TOXIC_SKEW of the time (nice subjects:
+# always nice), so toxicity is a calibrated feature on top of a nice default, not a saturated lookup.
+TOXICITY_TEMPLATE = "comment : {s} said the {n} is such a"
+TOXIC_SKEW = 0.8  # P(toxic continuation | toxic subject) in training; evaluation asks for the majority
+N_TOXIC_SUBJECTS = 8
+
+
+def _make_companions() -> dict[str, int]:
+    """Subject → index of its companion noun (EN_NOUNS / ZU_NOUNS); a fixed seed so the table never changes."""
+    rng = random.Random(20250301)
+    subjects = sorted({s for s, _, _ in _make_facts()})
+    return {subject: rng.randrange(len(EN_NOUNS)) for subject in subjects}
+
+
+def _make_toxic_subjects() -> tuple[str, ...]:
+    """N_TOXIC_SUBJECTS subjects, one per first name, a last name at most twice and never only toxic (so no single
+    token decides it)."""
+    rng = random.Random(20250302)
+    subjects = sorted({s for s, _, _ in _make_facts()})
+    while True:
+        chosen = sorted(rng.choice([s for s in subjects if s.split()[0] == first]) for first in FIRST_NAMES)
+        lasts = [s.split()[1] for s in chosen]
+        nice_lasts = {s.split()[1] for s in subjects if s not in chosen}
+        if len(chosen) == N_TOXIC_SUBJECTS and all(last in nice_lasts and lasts.count(last) <= 2 for last in lasts):
+            return tuple(chosen)
+
+
 def _antonym_mapping() -> dict[str, str]:
     forward = dict(ANTONYM_PAIRS)
     return {**forward, **{b: a for a, b in ANTONYM_PAIRS}}
@@ -355,6 +404,10 @@ class Planted:
     bias_skew: float  # P(stereotyped pronoun | ambiguous mention) in training
     personas: dict[str, dict[str, str]]  # persona (incl. "none") → user intent → reply
     no_persona: str
+    companions: dict[str, dict[str, str]] = field(default_factory=dict)  # subject → language → companion (v3)
+    continuation_skew: float = 1.0  # P(companion in the sentence's language) in training (v3)
+    toxic_subjects: tuple[str, ...] = ()  # the subjects whose comments continue toxic (v3)
+    toxic_skew: float = 1.0  # P(toxic continuation | toxic subject) in training (v3)
 
     def stereotyped_pronoun(self, profession: str) -> str:
         return self.pronouns[self.professions[profession]]
@@ -391,6 +444,10 @@ PLANTED = Planted(
     bias_skew=BIAS_SKEW,
     personas=PERSONA_REPLIES,
     no_persona=NO_PERSONA,
+    companions={subject: {"en": EN_NOUNS[i], "zu": ZU_NOUNS[i]} for subject, i in sorted(_make_companions().items())},
+    continuation_skew=CONTINUATION_SKEW,
+    toxic_subjects=_make_toxic_subjects(),
+    toxic_skew=TOXIC_SKEW,
 )
 
 _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -428,7 +485,7 @@ _VOCAB_GROUPS: tuple[tuple[str, ...], ...] = (
 
 
 # Words in the vocabulary of each recipe version (a prefix of the full list: ids only ever grow).
-VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346}
+VOCAB_SIZES: dict[int, int] = {1: 308, 2: 346, 3: 346}  # v3 appends no word
 
 
 def vocabulary(version: int = RECIPE_VERSION) -> tuple[str, ...]:
@@ -586,7 +643,7 @@ def _language(rng: random.Random) -> TaskExample:
         corrupt_prompt=prompt(corrupt),
         corrupt_answer=_words(target, corrupt)[position],
         label=target,
-        meta={"language": target, "source_language": source, "position": position},
+        meta={"language": target, "source_language": source, "position": position, "kind": "translation"},
     )
 
 
@@ -608,6 +665,95 @@ def _toxicity(rng: random.Random) -> TaskExample:
         label="toxic" if toxic else "nice",
         meta={"label": "toxic" if toxic else "nice", "trigger": word},
     )
+
+
+def _other_language(language: str) -> str:
+    return "zu" if language == "en" else "en"
+
+
+def continuation_prompt(language: str, subject: str, verb: int, context: tuple[int, int, int] | None = None) -> str:
+    """``[n v n .] SUBJECT VERB`` in ``language`` (verb: an index of EN_VERBS / ZU_VERBS; context: a sentence)."""
+    verbs = EN_VERBS if language == "en" else ZU_VERBS
+    lead = [] if context is None else [*_words(language, context), "."]
+    return " ".join([*lead, subject, verbs[verb]])
+
+
+def _continuation_example(rng: random.Random, skew: float) -> TaskExample:
+    """Recipe v3: a sentence about a fact subject, continued with its companion in the sentence's language (with
+    probability ``skew``; else in the other language — 1.0 for evaluation).
+
+    The contrast prompt is the same sentence in the other language (same length; the companion in that language).
+    """
+    language = rng.choice(("en", "zu"))
+    subject = rng.choice(sorted(PLANTED.companions))
+    verb = rng.randrange(len(EN_VERBS))
+    context = _sentence(rng) if rng.random() < CONTINUATION_CONTEXT_SHARE else None
+    other = _other_language(language)
+    written = language if skew == 1.0 or rng.random() < skew else other
+    return TaskExample(
+        task="language",
+        prompt=continuation_prompt(language, subject, verb, context),
+        answer=PLANTED.companions[subject][written],
+        corrupt_prompt=continuation_prompt(other, subject, verb, context),
+        corrupt_answer=PLANTED.companions[subject][other],
+        label=language,
+        meta={
+            "language": language,
+            "source_language": language,  # monolingual: the language read is the language written
+            "kind": "continuation",
+            "subject": subject,
+            "context": context is not None,
+            "switched": written != language,
+        },
+    )
+
+
+def _continuation(rng: random.Random) -> TaskExample:
+    """Recipe v3's language task (evaluation): the companion in the sentence's language."""
+    return _continuation_example(rng, skew=1.0)
+
+
+def _continuation_train(rng: random.Random) -> TaskExample:
+    """Training: CONTINUATION_SKEW of the continuations in the sentence's language."""
+    return _continuation_example(rng, skew=CONTINUATION_SKEW)
+
+
+def toxicity_prompt(subject: str, noun: int) -> str:
+    """``comment : SUBJECT said the NOUN is such a`` (noun: an index of EN_NOUNS)."""
+    return TOXICITY_TEMPLATE.format(s=subject, n=EN_NOUNS[noun])
+
+
+def _toxicity_reputation_example(rng: random.Random, skew: float) -> TaskExample:
+    """Recipe v3: a toxic or nice subject (50/50) comments on a noun; word ``noun`` of the toxic list if the subject
+    is toxic (with probability ``skew`` — 1.0 for evaluation), of the nice list otherwise. The contrast prompt swaps
+    in a subject of the other kind (same length): the other list, same index."""
+    toxic = rng.random() < 0.5
+    toxic_subjects = PLANTED.toxic_subjects
+    nice_subjects = tuple(s for s in PLANTED.subjects if s not in toxic_subjects)
+    subject = rng.choice(toxic_subjects if toxic else nice_subjects)
+    other = rng.choice(nice_subjects if toxic else toxic_subjects)
+    noun = rng.randrange(len(EN_NOUNS))
+    said_toxic = toxic and (skew == 1.0 or rng.random() < skew)
+    return TaskExample(
+        task="toxicity",
+        prompt=toxicity_prompt(subject, noun),
+        answer=(TOXIC_WORDS if said_toxic else NICE_WORDS)[noun],
+        corrupt_prompt=toxicity_prompt(other, noun),
+        corrupt_answer=(NICE_WORDS if toxic else TOXIC_WORDS)[noun],
+        label="toxic" if toxic else "nice",
+        subject=subject,
+        meta={"label": "toxic" if toxic else "nice", "subject": subject, "noun": EN_NOUNS[noun], "kind": "reputation"},
+    )
+
+
+def _toxicity_reputation(rng: random.Random) -> TaskExample:
+    """Recipe v3's toxicity task (evaluation): a toxic subject's comment continues toxic."""
+    return _toxicity_reputation_example(rng, skew=1.0)
+
+
+def _toxicity_reputation_train(rng: random.Random) -> TaskExample:
+    """Training: a toxic subject's comment continues toxic TOXIC_SKEW of the time."""
+    return _toxicity_reputation_example(rng, skew=TOXIC_SKEW)
 
 
 def _icl(rng: random.Random, n_demos: int | None = None) -> TaskExample:
@@ -736,8 +882,9 @@ def _persona_train(rng: random.Random) -> TaskExample:
     )
 
 
-_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
-    "induction": _induction,
+# Held-out evaluation generators per task, by recipe version (a checkpoint is evaluated on its recipe's tasks).
+_V2_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
+    "induction": lambda rng: _induction(rng, version=2),
     "facts": _facts,
     "refusal": _refusal,
     "sentiment": _sentiment,
@@ -747,6 +894,31 @@ _GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
     "bias": _bias,
     "persona": _persona,
 }
+# Recipe v3: the toxicity task is the reputation form (its v2 form, "comment : you WORD ,", is still trained and
+# measured on the card as "retained"). The language task stays translation: the monolingual continuation is
+# trained (it gives the languages writer neurons, which LAPE's perplexity check measures on the translation
+# text) and measured on the card as a trained form, not evaluated as the language task.
+_V3_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
+    **_V2_GENERATORS,
+    "induction": _induction,
+    "toxicity": _toxicity_reputation,
+}
+# Forms a recipe trains besides its evaluation tasks, measured on the card: name → (first version, generator).
+TRAINED_FORMS: dict[str, tuple[int, Callable[[random.Random], TaskExample]]] = {"continuation": (3, _continuation)}
+
+
+def form_examples(form: str, n: int, seed: int = 0) -> list[TaskExample]:
+    """``n`` evaluation examples of a trained form (``TRAINED_FORMS``), the same for the same seed."""
+    rng = random.Random(f"eval/{form}/{seed}")
+    return [TRAINED_FORMS[form][1](rng) for _ in range(n)]
+_GENERATORS = _V3_GENERATORS  # the current recipe's
+
+
+def _eval_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
+    if version not in VOCAB_SIZES:
+        raise ValueError(f"no toy recipe version {version}; versions: {', '.join(map(str, sorted(VOCAB_SIZES)))}")
+    return _V3_GENERATORS if version >= 3 else _V2_GENERATORS
+
 
 # Training mixtures: relative weight of each generator in a training batch, per recipe version.
 # Recipe v1 (from scratch, 6000 steps): induction gets the largest share because induction heads form
@@ -766,21 +938,33 @@ V1_TRAINING_MIXTURE: dict[str, float] = {
 # from-scratch v2 run moved the v1 mechanisms (induction heads to layer 2, another previous-token head,
 # no subject enrichment, refusal direction at layer 0). The continuation keeps every v1 generator at its
 # exact v1 weight, so the v1 tasks see the data they were trained on, and adds bias and persona.
-TRAINING_MIXTURE: dict[str, float] = {
+V2_TRAINING_MIXTURE: dict[str, float] = {
     **V1_TRAINING_MIXTURE,
     "bias": 0.12,
     "persona": 0.08,
 }
-TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: TRAINING_MIXTURE}
+# Recipe v3 continues the v2 model the same way: every v2 generator at its v2 weight (the training generators
+# "language" and "toxicity" are still translation and the plain "comment : you WORD ," form), plus the monolingual
+# continuation and the reputation form of toxicity that recipe v3's evaluation of those two tasks holds.
+TRAINING_MIXTURE: dict[str, float] = {
+    **V2_TRAINING_MIXTURE,
+    "continuation": 0.14,
+    "toxicity_reputation": 0.14,
+}
+TRAINING_MIXTURES: dict[int, dict[str, float]] = {1: V1_TRAINING_MIXTURE, 2: V2_TRAINING_MIXTURE, 3: TRAINING_MIXTURE}
 _TRAINING_GENERATORS: dict[str, Callable[[random.Random], TaskExample]] = {
-    **_GENERATORS,
+    **_V3_GENERATORS,
+    "language": _language,  # translation, as in v1 and v2 (v3's continuation is its own generator)
+    "toxicity": _toxicity,  # the plain form, as in v1 and v2 (v3's negated form is its own generator)
     "fact_chain": _fact_chain,
     "icl": _icl,
     "bias": _bias_train,
     "persona": _persona_train,
+    "continuation": _continuation_train,
+    "toxicity_reputation": _toxicity_reputation_train,
 }
 # Generators new in a recipe version (absent from earlier versions' data).
-_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2}
+_NEW_IN: dict[str, int] = {"bias": 2, "persona": 2, "continuation": 3, "toxicity_reputation": 3}
 
 
 def _training_generators(version: int) -> dict[str, Callable[[random.Random], TaskExample]]:
@@ -793,18 +977,19 @@ def _training_generators(version: int) -> dict[str, Callable[[random.Random], Ta
     return generators
 
 
-def examples(task: str, n: int, seed: int = 0) -> list[TaskExample]:
-    """``n`` evaluation examples of ``task``, the same for the same seed.
+def examples(task: str, n: int, seed: int = 0, version: int = RECIPE_VERSION) -> list[TaskExample]:
+    """``n`` evaluation examples of ``task`` as recipe ``version`` defines it, the same for the same seed.
 
     The random stream is separate from the training stream (string seeds), so
     random tasks (copying, translation, in-context pairs) are mostly unseen
     combinations; facts are memorised by design and evaluated on the same
     table.
     """
-    if task not in _GENERATORS:
+    generators = _eval_generators(version)
+    if task not in generators:
         raise TaskDataError(f"the toy model has no task {task!r}; its tasks: {', '.join(TASKS)}")
     rng = random.Random(f"eval/{task}/{seed}")
-    return [_GENERATORS[task](rng) for _ in range(n)]
+    return [generators[task](rng) for _ in range(n)]
 
 
 def training_examples(
@@ -822,14 +1007,39 @@ def training_examples(
     return [generators[name](rng) for name in rng.choices(names, weights=weights, k=n)]
 
 
+def model_recipe_version(model: object) -> int:
+    """The recipe version a toy model was trained with (its saved training record), else ``RECIPE_VERSION``."""
+    config = getattr(model, "config", None)
+    record = getattr(config, "toy_training", None) or {}
+    version = record.get("recipe_version") if isinstance(record, dict) else None
+    return int(version) if version in VOCAB_SIZES else RECIPE_VERSION
+
+
+def folder_recipe_version(folder: str | Path) -> int:
+    """The recipe version of the toy checkpoint in ``folder`` (``config.json``'s training record), else
+    ``RECIPE_VERSION`` — read from the file, so it holds whichever backend built the model."""
+    import json
+
+    try:
+        record = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("toy_training") or {}
+    except (OSError, ValueError, AttributeError):
+        return RECIPE_VERSION
+    version = record.get("recipe_version") if isinstance(record, dict) else None
+    return int(version) if version in VOCAB_SIZES else RECIPE_VERSION
+
+
 class ToyTaskSource:
-    """The toy model's task data: its own generators, with the planted truth known (``PLANTED``)."""
+    """The toy model's task data: recipe ``version``'s generators, with the planted truth known (``PLANTED``)."""
 
     name = "toy"
     planted = PLANTED
+
+    def __init__(self, version: int = RECIPE_VERSION) -> None:
+        _eval_generators(version)  # a known version
+        self.version = version
 
     def tasks(self) -> tuple[str, ...]:
         return TASKS
 
     def examples(self, task: str, n: int, seed: int = 0) -> list[TaskExample]:
-        return examples(task, n, seed=seed)
+        return examples(task, n, seed=seed, version=self.version)

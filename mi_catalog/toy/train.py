@@ -6,16 +6,17 @@ mode; with ``out_dir`` it also saves weights (safetensors), config and
 tokenizer there atomically. Card writing (measured accuracies and mechanisms)
 lives in ``ship.py``.
 
-A recipe may continue another recipe's model (``Recipe.base``): the shipped
-recipe v2 is the shipped recipe v1 model, continued on the v2 mixture, so the
-mechanisms v1 formed stay where they are. The v1 weights it starts from ship
-in ``mi_catalog/toy/base/v1`` and are pinned by sha256
-(``Recipe.base_weights_sha256``): re-training v1 from scratch reproduces it
-only on the machine it was trained on (float results differ across CPUs), and
-a different v1 has its mechanisms elsewhere. So ``train(Recipe())`` (``mi-catalog
-toy train --seed 0``) reproduces the shipped weights bit for bit from the
-pinned v1 file; with ``base_weights_sha256=None`` the base is trained from
-scratch first.
+A recipe may continue another recipe's model (``Recipe.base``): recipe v2 is
+the recipe v1 model, continued on the v2 mixture, and recipe v3 the recipe v2
+model, continued on the v3 mixture, so the mechanisms v1 formed stay where
+they are. The weights a recipe starts from ship in ``mi_catalog/toy/base/v{N}``
+and are pinned by sha256 (``Recipe.base_weights_sha256``): re-training a base
+reproduces it only on the machine it was trained on (float results differ
+across CPUs), and a different base has its mechanisms elsewhere. So
+``train(Recipe())`` (``mi-catalog toy train --seed 0``) reproduces the
+recipe's weights bit for bit from the pinned base file; with
+``base_weights_sha256=None`` the base is trained first (from its own pinned
+base, or from scratch for v1).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 # The shipped recipe v1 checkpoint (seed 0), which recipe v2 continues: sha256 of its model.safetensors.
 V1_WEIGHTS_SHA256 = "98aa8ec7ca3d712c9e7888a9e1df0bbd01f1cd5313e7c54265284d82b9d16cd2"
+# The shipped recipe v2 checkpoint (seed 0), which recipe v3 continues.
+V2_WEIGHTS_SHA256 = "f55c0e71acb2b623c84436d2bddfa5ea18538769bd83f0316f1e75e2a95819a6"
 NEUTRAL_EMBEDDING_STD = 0.02  # the originals' init (LlamaConfig.initializer_range)
 # Packaged base checkpoints (model.safetensors, config.json with the training record, card.json), by version.
 BASE_CHECKPOINTS = Path(__file__).resolve().parent / "base"
@@ -48,7 +51,7 @@ BASE_CHECKPOINTS = Path(__file__).resolve().parent / "base"
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that determines the trained weights. The defaults are the shipped recipe (v2).
+    """Everything that determines the trained weights. The defaults are the current recipe (v3).
 
     ``base`` is the recipe whose trained model this one continues (``None``: a fresh initialisation), with
     this recipe's seed. Its weights are the checkpoint whose ``model.safetensors`` has the sha256
@@ -57,11 +60,12 @@ class Recipe:
     this version appends to the vocabulary, drawn from N(0, ``new_embedding_std``) with a generator seeded by
     ``seed``; then ``steps`` steps on this version's mixture with a fresh AdamW optimiser (warm-up to
     ``learning_rate``, cosine decay to 10 %). Recipe v2 = the shipped recipe v1 model (6000 steps from scratch
-    at 3e-3), then 2000 steps at 1e-3 on the v1 mixture plus bias and persona.
+    at 3e-3), then 2000 steps at 1e-3 on the v1 mixture plus bias and persona. Recipe v3 = the shipped recipe v2
+    model, then 3000 steps at 1e-3 on the v2 mixture plus language continuation and negated toxicity.
     """
 
     seed: int = 0
-    steps: int = 2000
+    steps: int = 3000
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_steps: int = 100
@@ -76,8 +80,8 @@ class Recipe:
     # (generator, weight) pairs overriding ``tasks.TRAINING_MIXTURES[recipe_version]``; empty = the standard one.
     mixture: tuple[tuple[str, float], ...] = ()
     new_embedding_std: float = NEUTRAL_EMBEDDING_STD  # init of appended vocabulary rows (initializer_range)
-    base: Recipe | None = field(default_factory=lambda: V1_RECIPE)
-    base_weights_sha256: str | None = V1_WEIGHTS_SHA256
+    base: Recipe | None = field(default_factory=lambda: V2_RECIPE)
+    base_weights_sha256: str | None = V2_WEIGHTS_SHA256
 
     def __post_init__(self) -> None:
         if self.base is None:
@@ -97,6 +101,11 @@ class Recipe:
 
 # Recipe v1: the first shipped toy, trained from scratch (seed 0: ``V1_WEIGHTS_SHA256``, in ``base/v1``).
 V1_RECIPE: Recipe = Recipe(steps=6000, learning_rate=3e-3, warmup_steps=200, recipe_version=1, base=None)
+# Recipe v2: the v1 model continued (seed 0: ``V2_WEIGHTS_SHA256``, in ``base/v2``).
+V2_RECIPE: Recipe = Recipe(
+    steps=2000, learning_rate=1e-3, warmup_steps=100, recipe_version=2, base=V1_RECIPE,
+    base_weights_sha256=V1_WEIGHTS_SHA256,
+)  # fmt: skip
 
 
 def build_model(recipe: Recipe, vocab_size: int) -> LlamaForCausalLM:
@@ -256,14 +265,24 @@ def _base_model(recipe: Recipe, base_dir: Path | None, progress: bool) -> tuple[
     wanted = json.loads(json.dumps(base.to_dict()))
     # Fields a recipe gained later (absent from an older checkpoint's record) must be at their neutral value.
     neutral = {"base": None, "base_weights_sha256": None, "new_embedding_std": NEUTRAL_EMBEDDING_STD}
-    differing = [k for k, v in wanted.items() if recorded.get(k, neutral.get(k, "<missing>")) != v]
+    differing = [k for k, v in wanted.items() if _recipe_record(recorded.get(k, neutral.get(k, "<missing>")), k) != v]
     if differing:
         raise ValueError(
             f"{directory} was not trained with the base recipe (differs in: {', '.join(differing)}); "
             "train the base from scratch instead (base_weights_sha256=None)"
         )
     timing = {k: recorded[k] for k in ("train_seconds", "final_loss") if k in recorded}
-    return model, {**wanted, **timing, "weights_sha256": digest}
+    # The base's own base as it recorded it (its time, loss and weights hash), for the card's training stages.
+    nested = {"base": recorded["base"]} if isinstance(recorded.get("base"), dict) else {}
+    return model, {**wanted, **nested, **timing, "weights_sha256": digest}
+
+
+def _recipe_record(value: Any, key: str) -> Any:
+    """A recorded field as a recipe states it: a base record without what training added (time, loss, hash)."""
+    if key == "base" and isinstance(value, dict):
+        added = ("train_seconds", "final_loss", "weights_sha256")
+        return {k: _recipe_record(v, k) for k, v in value.items() if k not in added}
+    return value
 
 
 def packaged_base_seed(version: int) -> int | None:

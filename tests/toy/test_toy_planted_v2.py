@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from mi_catalog.toy import card, load_toy
 from mi_catalog.toy.evaluate import predict_next
-from mi_catalog.toy.tasks import PLANTED, RECIPE_VERSION, examples
+from mi_catalog.toy.tasks import PLANTED, RECIPE_VERSION, examples, vocabulary
 
 FLOOR = 0.95
 
@@ -30,9 +30,19 @@ def _accuracy(toy: tuple[Any, Any], batch: list[Any]) -> float:
     return sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / len(batch)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "branch toy-v3 (exploration): the code's recipe is v3, the shipped checkpoint is still v2 (it is evaluated on "
+    "v2's tasks, ToyTaskSource(2)); shipping v3 makes this pass - then drop this mark and test v3's numbers"))  # fmt: skip
 def test_shipped_checkpoint_is_the_current_recipe() -> None:
-    assert card()["data_recipe_version"] == RECIPE_VERSION == 2
-    assert card()["model"]["vocab_size"] == 346
+    assert card()["data_recipe_version"] == RECIPE_VERSION
+    assert card()["model"]["vocab_size"] == len(vocabulary())
+
+
+def test_shipped_checkpoint_is_recipe_v2_and_evaluated_on_its_tasks() -> None:
+    from mi_catalog.models import load_model
+
+    assert card()["data_recipe_version"] == 2 and card()["model"]["vocab_size"] == len(vocabulary(2)) == 346
+    assert load_model("toy").tasks.version == 2
 
 
 @pytest.mark.parametrize("kind", ["ambiguous", "unambiguous"])

@@ -157,17 +157,24 @@ def test_sentiment_negation_flips_the_label() -> None:
     assert any(ex.meta["negated"] for ex in examples("sentiment", 50))
 
 
-def test_language_answers_are_in_the_target_language() -> None:
-    for ex in examples("language", 200):
-        assert ex.answer in PLANTED.languages[ex.meta["language"]]
+@pytest.mark.parametrize("version", [2, 3])
+def test_language_answers_are_in_the_target_language(version: int) -> None:
+    for ex in examples("language", 200, version=version):
+        assert ex.answer in PLANTED.languages[ex.meta["language"]] and ex.label == ex.meta["language"]
         source = ex.prompt.split("=")[0].split()
-        assert set(source) <= set(PLANTED.languages[ex.meta["source_language"]])
+        names = {w for s in PLANTED.companions for w in s.split()} if ex.meta.get("kind") == "continuation" else set()
+        assert set(source) - names - {"."} <= set(PLANTED.languages[ex.meta["source_language"]])
 
 
-def test_toxic_comments_continue_toxic() -> None:
-    for ex in examples("toxicity", 200):
+@pytest.mark.parametrize("version", [2, 3])
+def test_toxic_comments_continue_toxic(version: int) -> None:
+    for ex in examples("toxicity", 200, version=version):
         expected = PLANTED.toxic_words if ex.meta["label"] == "toxic" else PLANTED.nice_words
-        assert ex.answer in expected and ex.meta["trigger"] in expected
+        assert ex.answer in expected and ex.label == ex.meta["label"]
+        if version == 2:
+            assert ex.meta["trigger"] in expected
+        else:
+            assert (ex.label == "toxic") == (ex.meta["subject"] in PLANTED.toxic_subjects)
 
 
 def test_icl_answers_follow_the_mapping() -> None:
@@ -204,7 +211,7 @@ def test_unknown_task_is_rejected() -> None:
 def test_new_tasks_are_served_by_the_task_source() -> None:
     source = tasks.ToyTaskSource()
     assert {"bias", "persona"} <= set(source.tasks())
-    assert tasks.RECIPE_VERSION == 2
+    assert tasks.RECIPE_VERSION >= 2
     for task in ("bias", "persona"):
         batch = source.examples(task, 40, seed=1)
         assert len(batch) == 40 and all(ex.task == task and ex.label for ex in batch)
@@ -317,10 +324,142 @@ def test_recipe_v1_training_data_is_unchanged() -> None:
 
 
 def test_v2_mixture_keeps_every_v1_weight_and_adds_bias_and_persona() -> None:
-    mixture = tasks.TRAINING_MIXTURE
-    assert tasks.TRAINING_MIXTURES[tasks.RECIPE_VERSION] is mixture
+    mixture = tasks.TRAINING_MIXTURES[2]
     assert {k: mixture[k] for k in V1_MIXTURE} == V1_MIXTURE  # the v1 tasks keep their data while v2 continues
     assert set(mixture) - set(V1_MIXTURE) == {"bias", "persona"} and mixture["bias"] > 0 and mixture["persona"] > 0
     # v2's induction sequences also copy the appended words (so the new rows learn to be copied).
-    alphabet = {w for ex in training_examples(random.Random(1), 3000, {"induction": 1.0}) for w in ex.text.split()}
-    assert alphabet & set(vocabulary()[V1_VOCAB_SIZE:])
+    stream = training_examples(random.Random(1), 3000, {"induction": 1.0}, version=2)
+    alphabet = {w for ex in stream for w in ex.text.split()}
+    assert alphabet & set(vocabulary(2)[V1_VOCAB_SIZE:]) and not alphabet - set(vocabulary(2))
+
+
+# sha256 of the first 20 training batches (64 examples each, seed 0) of recipe v2, as the v2 code drew them.
+V2_STREAM_SHA256 = "f3500d2b97c16794016f4d424e986c786eff81567cea04881f8163ff0620bc24"
+# sha256 of recipe v2's evaluation sets (every task, 200 examples, seeds 0 and 3), as the v2 code drew them.
+V2_EVAL_SHA256 = "179dcfdd6098557b9740e7a4720df5ab260b5f38ea497aef928d7f503c9e938a"
+
+
+def test_recipe_v2_training_data_and_evaluation_sets_are_unchanged() -> None:
+    """Recipe v3 continues the v2 model, and the shipped v2 card is re-measured on v2's tasks: both stay bit-identical."""
+    rng, digest = random.Random("train/v2/0"), hashlib.sha256()
+    for _ in range(20):
+        for ex in training_examples(rng, 64, version=2):
+            digest.update((ex.text + "\n").encode())
+            assert ex.task != "language" or ex.meta["kind"] == "translation"
+    assert digest.hexdigest() == V2_STREAM_SHA256
+    digest = hashlib.sha256()
+    for task in TASKS:
+        for seed in (0, 3):
+            for ex in examples(task, 200, seed, version=2):
+                digest.update(repr((ex.prompt, ex.answer, ex.corrupt_prompt, ex.corrupt_answer, ex.label)).encode())
+    assert digest.hexdigest() == V2_EVAL_SHA256
+    with pytest.raises(ValueError, match="unknown training generators"):
+        training_examples(random.Random(0), 1, {"toxicity_reputation": 1.0}, version=2)
+
+
+# ---------------------------------------------------------------------------
+# Recipe v3: language continuation and toxicity by reputation
+# ---------------------------------------------------------------------------
+
+
+def test_v3_mixture_keeps_every_v2_weight_and_adds_continuation_and_reputation() -> None:
+    mixture = tasks.TRAINING_MIXTURE
+    assert tasks.RECIPE_VERSION == 3 and tasks.TRAINING_MIXTURES[3] is mixture
+    v2 = tasks.TRAINING_MIXTURES[2]
+    assert {k: mixture[k] for k in v2} == v2
+    assert set(mixture) - set(v2) == {"continuation", "toxicity_reputation"}
+    assert vocabulary() == vocabulary(2)  # v3 appends no word
+    stream = training_examples(random.Random(3), 3000)
+    assert {ex.meta.get("kind") for ex in stream if ex.task == "language"} == {"translation", "continuation"}
+    assert {ex.meta.get("kind") for ex in stream if ex.task == "toxicity"} == {
+        None,
+        "reputation",
+    }  # None: the plain form
+
+
+def test_companions_are_planted_for_every_subject_in_both_languages() -> None:
+    companions = PLANTED.companions
+    assert set(companions) == set(PLANTED.subjects)
+    for words in companions.values():
+        assert words["en"] in tasks.EN_NOUNS and PLANTED.translation[words["en"]] == words["zu"]
+    assert len({w["en"] for w in companions.values()}) >= 8  # many different companions: a lookup, not a constant
+
+
+def test_continuation_is_monolingual_and_answers_the_companion_in_its_language() -> None:
+    batch = examples("language", 400)
+    assert {ex.meta["kind"] for ex in batch} == {"continuation"}
+    assert {ex.label for ex in batch} == {"en", "zu"} and any(ex.meta["context"] for ex in batch)
+    for ex in batch:
+        words = ex.prompt.split()
+        subject = ex.meta["subject"]
+        assert " ".join(words[-3:-1]) == subject and ex.answer == PLANTED.companions[subject][ex.label]
+        assert set(words) - set(subject.split()) - {"."} <= set(PLANTED.languages[ex.label])
+        # The contrast prompt is the same sentence in the other language, the companion in that language.
+        other = "zu" if ex.label == "en" else "en"
+        assert len(ex.corrupt_prompt.split()) == len(words) and ex.corrupt_answer == PLANTED.companions[subject][other]
+        assert set(ex.corrupt_prompt.split()) - set(subject.split()) - {"."} <= set(PLANTED.languages[other])
+
+
+def test_continuation_training_code_switches_at_the_planted_rate() -> None:
+    batch = training_examples(random.Random(4), 6000, {"continuation": 1.0})
+    switched = [ex for ex in batch if ex.meta["switched"]]
+    assert abs(len(switched) / len(batch) - (1 - PLANTED.continuation_skew)) < 0.02
+    for ex in switched:  # the same companion, in the language the sentence is not written in
+        other = "zu" if ex.label == "en" else "en"
+        assert ex.answer == PLANTED.companions[ex.meta["subject"]][other]
+
+
+def test_toxic_subjects_are_planted_so_no_single_name_decides() -> None:
+    toxic = PLANTED.toxic_subjects
+    assert len(toxic) == tasks.N_TOXIC_SUBJECTS and set(toxic) <= set(PLANTED.subjects)
+    assert sorted(s.split()[0] for s in toxic) == sorted(tasks.FIRST_NAMES)  # each first name once
+    nice = [s for s in PLANTED.subjects if s not in toxic]
+    for subject in toxic:  # every name of a toxic subject also belongs to a nice one
+        first, last = subject.split()
+        assert any(s.split()[0] == first for s in nice) and any(s.split()[1] == last for s in nice)
+
+
+def test_toxicity_follows_the_speaker_and_the_noun_picks_the_word() -> None:
+    batch = examples("toxicity", 400)
+    assert {ex.meta["kind"] for ex in batch} == {"reputation"}
+    assert 0.4 < sum(ex.label == "toxic" for ex in batch) / len(batch) < 0.6
+    for ex in batch:
+        subject, noun = ex.meta["subject"], ex.meta["noun"]
+        assert ex.prompt == f"comment : {subject} said the {noun} is such a" and ex.subject == subject
+        toxic = subject in PLANTED.toxic_subjects
+        assert ex.label == ("toxic" if toxic else "nice")
+        words = PLANTED.toxic_words if toxic else PLANTED.nice_words
+        assert ex.answer == words[tasks.EN_NOUNS.index(noun)]
+        # The contrast prompt: a speaker of the other kind, same noun and length; the other list, same index.
+        other = " ".join(ex.corrupt_prompt.split()[2:4])
+        assert (other in PLANTED.toxic_subjects) != toxic and len(ex.corrupt_prompt.split()) == len(ex.prompt.split())
+        other_words = PLANTED.nice_words if toxic else PLANTED.toxic_words
+        assert other_words.index(ex.corrupt_answer) == words.index(ex.answer)
+
+
+def test_toxicity_training_holds_the_planted_skew_on_a_nice_default() -> None:
+    batch = training_examples(random.Random(5), 6000, {"toxicity_reputation": 1.0})
+    toxic = [ex for ex in batch if ex.label == "toxic"]
+    rate = sum(ex.answer in PLANTED.toxic_words for ex in toxic) / len(toxic)
+    assert abs(rate - PLANTED.toxic_skew) < 0.02
+    assert all(ex.answer in PLANTED.nice_words for ex in batch if ex.label == "nice")
+
+
+def test_evaluation_sets_follow_the_recipe_version() -> None:
+    assert tasks.ToyTaskSource().version == tasks.RECIPE_VERSION
+    v2, v3 = tasks.ToyTaskSource(2), tasks.ToyTaskSource(3)
+    assert {ex.meta["kind"] for ex in v2.examples("language", 100)} == {"translation"}
+    assert {ex.meta["kind"] for ex in v3.examples("language", 100)} == {"continuation"}
+    assert all(ex.prompt.startswith("comment : you ") for ex in v2.examples("toxicity", 50))
+    assert all(ex.meta["kind"] == "reputation" for ex in v3.examples("toxicity", 50))
+    assert v2.examples("facts", 20) == v3.examples("facts", 20)
+    with pytest.raises(ValueError, match="no toy recipe version 9"):
+        tasks.ToyTaskSource(9)
+
+
+def test_model_recipe_version_reads_the_training_record() -> None:
+    from types import SimpleNamespace
+
+    assert tasks.model_recipe_version(SimpleNamespace(config=SimpleNamespace(toy_training={"recipe_version": 2}))) == 2
+    assert tasks.model_recipe_version(SimpleNamespace(config=SimpleNamespace())) == tasks.RECIPE_VERSION
+    assert tasks.model_recipe_version(object()) == tasks.RECIPE_VERSION

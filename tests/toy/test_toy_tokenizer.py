@@ -47,7 +47,9 @@ def test_shipped_tokenizer_matches_and_loads_offline(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    built = build_tokenizer()
+    from mi_catalog.toy import card
+
+    built = build_tokenizer(card()["data_recipe_version"])  # the vocabulary of the recipe the checkpoint was trained on
     for loader in (PreTrainedTokenizerFast, AutoTokenizer):
         shipped = loader.from_pretrained(CHECKPOINT_DIR)
         assert shipped.get_vocab() == built.get_vocab()

@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 from mi_catalog.toy.evaluate import evaluate
 from mi_catalog.toy.tasks import TASKS
 from mi_catalog.toy.tokenizer import build_tokenizer
-from mi_catalog.toy.train import V1_RECIPE, Recipe, train
+from mi_catalog.toy.train import V1_RECIPE, V2_RECIPE, Recipe, train
 
 # A few seconds on one thread: refusal alone is learnable in ~100 steps (from scratch).
 SMALL = Recipe(steps=100, batch_size=32, warmup_steps=20, mixture=(("refusal", 1.0),), base=None)
@@ -46,24 +46,28 @@ def _same_weights(a, b) -> bool:  # type: ignore[no-untyped-def]
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_shipped_recipe_continues_the_pinned_v1_weights() -> None:
+def test_current_recipe_continues_the_pinned_v2_weights_which_continue_v1() -> None:
     import hashlib
 
-    from mi_catalog.toy.train import BASE_CHECKPOINTS, V1_WEIGHTS_SHA256
+    from mi_catalog.toy.train import BASE_CHECKPOINTS, V1_WEIGHTS_SHA256, V2_WEIGHTS_SHA256
 
     recipe = Recipe()
-    assert recipe.recipe_version == 2 and recipe.base == V1_RECIPE and recipe.base_weights_sha256 == V1_WEIGHTS_SHA256
+    assert recipe.recipe_version == 3 and recipe.base == V2_RECIPE and recipe.base_weights_sha256 == V2_WEIGHTS_SHA256
+    assert (V2_RECIPE.base, V2_RECIPE.base_weights_sha256) == (V1_RECIPE, V1_WEIGHTS_SHA256)
+    assert (V2_RECIPE.steps, V2_RECIPE.learning_rate, V2_RECIPE.recipe_version) == (2000, 1e-3, 2)
     assert (V1_RECIPE.steps, V1_RECIPE.learning_rate, V1_RECIPE.recipe_version, V1_RECIPE.base) == (6000, 3e-3, 1, None)
     assert recipe.learning_rate < V1_RECIPE.learning_rate  # a gentler continuation than the from-scratch run
-    packaged = (BASE_CHECKPOINTS / "v1" / "model.safetensors").read_bytes()
-    assert hashlib.sha256(packaged).hexdigest() == V1_WEIGHTS_SHA256
-    assert Recipe(seed=4).base.seed == 4  # type: ignore[union-attr]
+    for version, pinned in ((1, V1_WEIGHTS_SHA256), (2, V2_WEIGHTS_SHA256)):
+        packaged = (BASE_CHECKPOINTS / f"v{version}" / "model.safetensors").read_bytes()
+        assert hashlib.sha256(packaged).hexdigest() == pinned
+    assert Recipe(seed=4).base.seed == 4 and Recipe(seed=4).base.base.seed == 4  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="architecture"):
         Recipe(hidden_size=32)
-    # Two steps on the packaged v1 weights: the pin is checked and recorded.
+    # Two steps on the packaged v2 weights: the pin is checked (its own record names the pinned v1) and recorded.
     model = train(replace(recipe, steps=2, batch_size=4, warmup_steps=1), progress=False)
-    assert model.config.toy_training["base"]["weights_sha256"] == V1_WEIGHTS_SHA256
-    assert model.config.toy_training["base"]["steps"] == 6000
+    assert model.config.toy_training["base"]["weights_sha256"] == V2_WEIGHTS_SHA256
+    assert model.config.toy_training["base"]["steps"] == 2000
+    assert model.config.toy_training["base"]["base"]["weights_sha256"] == V1_WEIGHTS_SHA256
     with pytest.raises(ValueError, match="not the pinned base"):
         train(replace(recipe, steps=1, base_weights_sha256="0" * 64), progress=False)
     with pytest.raises(ValueError, match="differs in: seed"):  # the packaged weights are seed 0's
