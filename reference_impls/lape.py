@@ -18,36 +18,36 @@ SwiGLU FFN (act_fn(gate) · up) has a sign of its own. Deactivation zeroes the n
 (``mlp_act``). Selection as in the released ``identify.py``: probability threshold = the ``prob_quantile``
 quantile of all activation probabilities; the ``top_rate`` share of all neurons with the lowest LAPE among those
 above it (the paper's text says 1 %, the released script uses 5 %); a neuron belongs to every language whose
-probability exceeds the threshold. Causal check on the held-out split: zero one language's neurons (all
-positions) and measure p(answer) and accuracy for each language's prompts, with bootstrap intervals over prompts.
+probability exceeds the threshold. Causal check on the held-out split, as the paper measures it: zero one
+language's neurons (all positions) and score every language's *text* by its loss — the mean −log p of the
+positions whose next token is one of that language's tokens, nats per token (perplexity = exp) — with
+bootstrap intervals over prompts; secondarily p(answer) and accuracy of each language's prompts.
 Steer and Improve (issue 8): the deactivation is the steering artifact (a ``UnitScaling`` of one language's
-neurons by 0, language ``Spec.suppress``, default the first); ``improve`` is that language's held-out accuracy
-before → after (suppression: a drop is the intended change), the side effects are the other languages'
-accuracy, the model's other tasks and the KL on neutral prompts, and a sweep over ``top_rate`` is the strength.
-``token_side="output"`` counts the positions whose *next* token is the language's instead of those holding it:
-in monolingual text the two coincide, in translation data reading a language (the source) and writing it (the
-target) happen at different tokens.
-Simplifications: the tokens of task prompts instead of monolingual corpora; p(answer) and accuracy instead of
-perplexity; no activation-steering of the output language.
+neurons by 0, language ``Spec.suppress``, default the first); ``improve`` is the loss of that language's held-out
+text before → after (suppression: a rise is the intended change), the side effects are the other languages' text
+loss and accuracy, the model's other tasks and the KL on neutral prompts, and a sweep over ``top_rate`` is the
+strength. ``token_side="output"`` counts the positions whose *next* token is the language's instead of those
+holding it: in monolingual text the two coincide, in translation data reading a language (the source) and
+writing it (the target) happen at different tokens.
+Simplifications: the tokens of task prompts instead of monolingual corpora (on the toy, a language's text is
+both sides of the translations: the source sentence is free text, the target its translation); no
+activation-steering of the output language.
 
-On the toy (v1 checkpoint, seeds 0–9, n = 128) the claim does not hold, and not for want of neurons: LAPE's
-neurons are selective on held-out planted words (a test), but the toy's translation is redundant. At the
-paper's 1 % (10 neurons) zeroing a language's neurons moves p(answer) by at most 0.0044 on either language and
-accuracy not at all. With ``token_side="output"`` zeroing the 4–6 English neurons lowers English p(answer) by
-0.004–0.012 and Zulu's by ≤ 0.0001 (every seed), but zeroing the Zulu neurons moves neither by more than 0.0005. Up to 10 % of all
-neurons (~60 per language) accuracy starts to fall, but on the wrong language: zeroing the English (input-side)
-neurons costs the Zulu-target prompts — whose *source* is English — 0.18–0.33 accuracy, the English-target ones
-nothing: these neurons read a language, and translation reads the other one. Zeroing single neurons, no neuron
-but one shared by both languages (L0N245, 2.5–3 nats) lowers either language's log p(answer) by more than
-0.015 nats, while zeroing the whole FFN of layer 0 or 1 drops both languages' accuracy to ≤ 0.3: the toy keeps
-its languages in many redundant, word-specific neurons that LAPE's high activation-probability threshold
-excludes, not in a small language-general set.
+On the shipped toy (recipe v3, seeds 0–9, n = 128, 10 neurons = the paper's 1 %) the claim holds at every seed:
+zeroing a language's neurons raises its own text's loss by 0.012–0.093 nats per token (≈ 1–10 % perplexity)
+and the other language's by −0.006 to +0.007, intervals disjoint (a test). Accuracy and p(answer) of the
+translation prompts do not move: the translations are saturated (p ≈ 1), so the effect is on the free text. On
+recipe v1/v2 checkpoints it did not hold: they were trained on translation only, where the neurons LAPE selects
+read a language (and translation reads the other one); v3's monolingual continuation gave each language neurons
+that write it. v1 figures: at 1 % the drops in p(answer) were ≤ 0.0044; up to 10 % of all neurons, zeroing the
+English (input-side) neurons cost the Zulu-target prompts — whose *source* is English — 0.18–0.33 accuracy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +78,10 @@ IMPL = ImplInfo(
         "lape_n_languages",
         "lape_n_selected",
         "lape_prob_threshold",
+        "lape_own_nll_increase",
+        "lape_other_nll_increase",
+        "lape_nll_selectivity",
+        "clean_text_nll",
         "lape_own_drop",
         "lape_other_drop",
         "lape_selectivity",
@@ -188,20 +192,55 @@ def token_activations(
     return acts, group[keep]
 
 
-def _scores(
-    lm: LoadedModel, examples: list[TaskExample], member: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """p(answer) and top-1 correctness [B] with the member neurons [L, d] zeroed at every position (None: intact)."""
-    batch = lm.encode([ex.prompt for ex in examples])
-    answers = answer_ids(lm, examples)
+@contextlib.contextmanager
+def _zeroed(lm: LoadedModel, member: torch.Tensor | None) -> Iterator[None]:
+    """Zero the neurons of a membership mask [L, d_mlp] at every position (None: leave the model intact)."""
     with contextlib.ExitStack() as stack:
         for layer in range(lm.n_layers if member is not None else 0):
             assert member is not None
             neurons = member[layer].nonzero()[:, 0].tolist()
             if neurons:
                 stack.enter_context(ablate(lm, f"mlp_act.{layer}", "zero", neurons=neurons))
+        yield
+
+
+def _scores(
+    lm: LoadedModel, examples: list[TaskExample], member: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """p(answer) and top-1 correctness [B] with the member neurons [L, d] zeroed at every position (None: intact)."""
+    batch = lm.encode([ex.prompt for ex in examples])
+    answers = answer_ids(lm, examples)
+    with _zeroed(lm, member):
         logits = lm.logits(batch)
     return answer_prob(logits, answers).cpu(), top1_correct(logits, answers).float().cpu()
+
+
+def text_nll(
+    lm: LoadedModel,
+    examples: list[TaskExample],
+    token_sets: list[set[int]],
+    member: torch.Tensor | None = None,
+    chunk: int = 16,
+) -> torch.Tensor:
+    """Each language's text loss per example: mean −log p(next token) over the positions whose next token is one
+    of that language's tokens → [B, G] (nats per token; nan where an example has none of the language's tokens),
+    with the member neurons [L, d] zeroed (None: intact). exp of a column's mean is that text's perplexity."""
+    out = torch.full((len(examples), len(token_sets)), float("nan"))
+    sets = [torch.tensor(sorted(tokens), dtype=torch.long) for tokens in token_sets]
+    for start in range(0, len(examples), chunk):  # chunks: a real vocabulary makes [B, T, V] log-probs large
+        batch = lm.encode([_text(ex) for ex in examples[start : start + chunk]])
+        with _zeroed(lm, member):
+            logits = lm.logits(batch)
+        ids = batch.input_ids.cpu()
+        mask = batch.attention_mask.bool().cpu()
+        logp = logits[:, :-1].float().log_softmax(-1).cpu().gather(-1, ids[:, 1:, None])[..., 0]  # [b, T-1]
+        valid = mask[:, 1:] & mask[:, :-1]
+        for g, tokens in enumerate(sets):
+            where = torch.isin(ids[:, 1:], tokens) & valid
+            count = where.sum(dim=1)
+            total = -(logp * where).sum(dim=1)
+            out[start : start + len(ids), g] = torch.where(count > 0, total / count.clamp(min=1), float("nan"))
+    return out
 
 
 def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
@@ -236,17 +275,44 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     )
     member, threshold, entropy = select(probs, spec.prob_quantile, spec.top_rate)
 
-    # Causal check on the held-out prompts: zero each language's neurons, score every language.
+    # Causal check on the held-out prompts, as the paper measures it: zero each language's neurons and score every
+    # language's text by its loss (perplexity = exp). Secondary: p(answer) and accuracy of each language's prompts.
     by_lang = {lang: [ex for ex in test if ex.label == lang] for lang in languages}
+    base_nll = text_nll(lm, test, token_sets)  # [B, G]
+    nll_after = [text_nll(lm, test, token_sets, member[g]) for g in range(len(languages))]
+    own_nll: list[torch.Tensor] = []
+    other_nll: list[torch.Tensor] = []
+    nll_grid = torch.full((len(languages), len(languages)), float("nan"))  # NLL increase [ablated, scored]
+    nll_labels, nll_values, nll_ci = [], [], []
+    for g, ablated in enumerate(languages):
+        for h, scored in enumerate(languages):
+            delta = nll_after[g][:, h] - base_nll[:, h]
+            delta = delta[~delta.isnan()]
+            if not len(delta):
+                continue
+            (own_nll if g == h else other_nll).append(delta)
+            mean, ci = mean_ci(delta, seed=spec.seed)
+            nll_grid[g, h] = mean
+            nll_labels.append(f"zero {ablated} → {scored} text")
+            nll_values.append(mean)
+            nll_ci.append(ci)
+    if not own_nll or not other_nll:
+        raise TaskDataError(
+            "language-neurons: the held-out texts hold no tokens of some language (its tokens are the answers no "
+            "other language gives); raise --n"
+        )
+    own_nll_increase, own_nll_ci = mean_ci(torch.cat(own_nll), seed=spec.seed)
+    other_nll_increase, other_nll_ci = mean_ci(torch.cat(other_nll), seed=spec.seed)
+    clean_nll, clean_nll_ci = mean_ci(base_nll[~base_nll.isnan()], seed=spec.seed)
+
     base = {lang: _scores(lm, exs, None) for lang, exs in by_lang.items() if exs}
     own: list[torch.Tensor] = []
     other: list[torch.Tensor] = []
     own_acc: list[torch.Tensor] = []
     other_acc: list[torch.Tensor] = []
-    bars_labels, bars_values, bars_ci = [], [], []
     grid = torch.full((len(languages), len(languages)), float("nan"))
     acc_grid = torch.full((len(languages), len(languages)), float("nan"))  # accuracy drop [ablated, scored]
-    for g, ablated in enumerate(languages):
+    for g, _ablated in enumerate(languages):
         data.progress("deactivate", g, len(languages))
         for h, scored in enumerate(languages):
             if scored not in base:
@@ -255,12 +321,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             drop = base[scored][0] - p_after  # [B]
             (own if g == h else other).append(drop)
             (own_acc if g == h else other_acc).append(base[scored][1] - correct_after)
-            mean, ci = mean_ci(drop, seed=spec.seed)
-            grid[g, h] = mean
+            grid[g, h] = mean_ci(drop, seed=spec.seed)[0]
             acc_grid[g, h] = float((base[scored][1] - correct_after).mean())
-            bars_labels.append(f"zero {ablated} → {scored}")
-            bars_values.append(mean)
-            bars_ci.append(ci)
     own_drop, own_ci = mean_ci(torch.cat(own), seed=spec.seed)
     other_drop, other_ci = mean_ci(torch.cat(other), seed=spec.seed)
     clean_p = torch.cat([b[0] for b in base.values()])
@@ -276,15 +338,16 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
         findings.append(Finding("neuron", layer, neuron, score, f"{neuron_label(layer, neuron)} ({', '.join(langs)})"))
     per_layer = member.sum(dim=2)  # [G, L]
 
-    # Steer and Improve: deactivate one language's neurons (the fitted artifact), accuracy before → after on its
-    # held-out prompts (the intended change is a drop: suppression), the other languages' accuracy as the first
-    # cost, then the model's other tasks; a sweep over top_rate as the strength.
+    # Steer and Improve: deactivate one language's neurons (the fitted artifact). The paper's effect is the loss of
+    # that language's text (suppression: it rises); the first costs are the other languages' text loss and
+    # accuracy, then the model's other tasks; a sweep over top_rate is the strength.
     target = spec.suppress or next((lang for lang in languages if by_lang.get(lang)), languages[0])
     g_target = languages.index(target)
     artifact = deactivation(member[g_target])
+    own_text = ~base_nll[:, g_target].isnan()
+    other_cols = [h for h in range(len(languages)) if h != g_target]
     own_examples = by_lang.get(target, [])
     other_examples = [ex for lang in languages if lang != target for ex in by_lang.get(lang, [])]
-    own_before = steering.correct(lm, own_examples)
     own_after = steering.correct(lm, own_examples, artifact)
     other_after = steering.correct(lm, other_examples, artifact)
     sweep_own: list[torch.Tensor] = []
@@ -293,20 +356,33 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     for rate in spec.sweep:
         swept = select(probs, spec.prob_quantile, rate)[0][g_target]
         sizes.append(int(swept.sum()))
-        sweep_own.append(steering.correct(lm, own_examples, deactivation(swept)))
-        sweep_other.append(steering.correct(lm, other_examples, deactivation(swept)))
+        increase = text_nll(lm, test, token_sets, swept) - base_nll  # [B, G]
+        sweep_own.append(increase[:, g_target][own_text])
+        others = increase[:, other_cols].flatten()
+        sweep_other.append(others[~others.isnan()])
     costs: list[SideEffect] = []
-    if other_examples:  # the first cost: the languages that were not meant to change
+    other_nll_before = base_nll[:, other_cols].flatten()
+    other_nll_now = nll_after[g_target][:, other_cols].flatten()
+    kept = ~other_nll_before.isnan()
+    costs.append(
+        SideEffect(
+            "other languages' text NLL",
+            float(other_nll_before[kept].mean()),
+            float(other_nll_now[kept].mean()),
+            is_task=False,
+        )
+    )
+    if other_examples:  # the languages that were not meant to change, by accuracy
         other_before = steering.correct(lm, other_examples)
         costs.append(SideEffect("other languages", float(other_before.mean()), float(other_after.mean())))
     costs += steering.side_effects(lm, data, artifact, n=spec.n_side)
-    supported = own_ci[0] > other_ci[1]
+    supported = own_nll_ci[0] > other_nll_ci[1]
     claim = (
-        "Deactivation claim supported here: zeroing a language's neurons lowers its own p(answer) more than the "
-        "other languages' (intervals disjoint)."
+        "Deactivation claim supported here: zeroing a language's neurons raises the loss (perplexity) of its own "
+        "held-out text more than the other languages' (intervals disjoint)."
         if supported
-        else "Deactivation claim NOT supported in this run: the own-language drop in p(answer) does not exceed the "
-        "other languages' beyond the intervals."
+        else "Deactivation claim NOT supported in this run: zeroing a language's neurons does not raise its own "
+        "text's loss more than the other languages' beyond the intervals."
     )
     return Output(
         metrics={
@@ -315,6 +391,10 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "lape_n_languages": len(languages),
             "lape_n_selected": int(selected.sum()),
             "lape_prob_threshold": round(threshold, 6),
+            "lape_own_nll_increase": own_nll_increase,
+            "lape_other_nll_increase": other_nll_increase,
+            "lape_nll_selectivity": round(own_nll_increase - other_nll_increase, 6),
+            "clean_text_nll": clean_nll,
             "lape_own_drop": own_drop,
             "lape_other_drop": other_drop,
             "lape_selectivity": round(own_drop - other_drop, 6),
@@ -326,6 +406,9 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "lape_suppress_other_accuracy": mean_ci(other_after, seed=spec.seed)[0],
         },
         intervals={
+            "lape_own_nll_increase": own_nll_ci,
+            "lape_other_nll_increase": other_nll_ci,
+            "clean_text_nll": clean_nll_ci,
             "lape_own_drop": own_ci,
             "lape_other_drop": other_ci,
             "clean_prob": clean_ci,
@@ -339,17 +422,18 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "activation_probability": probs,
             "lape": entropy,
             "members": member.float(),
+            "nll_grid": nll_grid,
             "drop_grid": grid,
             "accuracy_grid": acc_grid,
         },
         figures=[
             Bars(
                 "deactivation",
-                f"{data.task}: drop in p(answer) when one language's neurons are zeroed (held out)",
-                labels=bars_labels,
-                values=bars_values,
-                intervals=bars_ci,
-                y_label="p(answer) before − after",
+                f"{data.task}: rise in each language's text loss when one language's neurons are zeroed (held out)",
+                labels=nll_labels,
+                values=nll_values,
+                intervals=nll_ci,
+                y_label="NLL after − before (nats per token)",
             ),
             Heatmap(
                 "per_layer",
@@ -361,27 +445,37 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             ),
             steering.sweep_curve(
                 "suppress_sweep",
-                f"{data.task}: accuracy with {target}'s LAPE neurons zeroed, by top_rate ({', '.join(map(str, sizes))} neurons)",
+                f"{data.task}: text loss rise with {target}'s LAPE neurons zeroed, by top_rate "
+                f"({', '.join(map(str, sizes))} neurons)",
                 list(spec.sweep),
-                {f"{target} (suppressed)": sweep_own, "other languages": sweep_other},
+                {f"{target} text (suppressed)": sweep_own, "other languages' text": sweep_other},
                 x_label="top_rate (share of all neurons selected)",
-                y_label="held-out accuracy",
+                y_label="NLL after − before (nats per token)",
                 seed=spec.seed,
             ),
         ],
         improve=steering.improve(
-            data.task, f"accuracy on {target} prompts (suppression: lower)", own_before, own_after, seed=spec.seed,
-            goal="decrease",
+            data.task,
+            f"loss of {target} text, nats per token (perplexity = exp; suppression: higher)",
+            base_nll[:, g_target][own_text],
+            nll_after[g_target][:, g_target][own_text],
+            seed=spec.seed,
+            goal="increase",
         ),
         side_effects=costs,
         notes=[
             *few,
             "Reproduces LAPE's selection (activation probability per language over the language's tokens, entropy, "
-            "the lowest-entropy share above a probability threshold) on task prompts; damage is measured as "
-            "p(answer) on held-out prompts, not perplexity.",
+            "the lowest-entropy share above a probability threshold) on task prompts; damage is measured as the "
+            "paper does, by the loss (perplexity) of each language's held-out text — here the positions of the "
+            "held-out task texts whose next token is one of the language's tokens — and, secondarily, as "
+            "p(answer) and accuracy of each language's prompts.",
             claim,
-            f"Steering: zeroing {target}'s {int(member[g_target].sum())} neurons takes {target} accuracy from "
-            f"{float(own_before.mean()):.2f} to {float(own_after.mean()):.2f} and the other languages' to "
-            f"{float(other_after.mean()):.2f} (held out).",
+            f"Steering: zeroing {target}'s {int(member[g_target].sum())} neurons raises the loss of {target} text "
+            f"by {float(nll_grid[g_target, g_target]):.4f} nats per token (the other languages' text: "
+            f"{float(other_nll_now[kept].mean() - other_nll_before[kept].mean()):.4f}); {target} accuracy "
+            f"{float(base[target][1].mean()) if target in base else float('nan'):.2f} → "
+            f"{float(own_after.mean()) if len(own_after) else float('nan'):.2f}, the other languages' "
+            f"{float(other_after.mean()) if len(other_after) else float('nan'):.2f} (held out).",
         ],
     )

@@ -48,12 +48,11 @@ def test_runs_on_every_tiny_family_and_leaves_the_model_alone(tiny) -> None:  # 
     for k, v in tiny.model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert out.metrics["lape_n_selected"] >= 1
-    # Steer and Improve: the deactivation artifact gives the same numbers as the deactivation check.
-    assert out.improve is not None and out.side_effects and out.improve.goal == "decrease"
-    target = data.labels()[0]
-    assert out.improve.after == pytest.approx(out.metrics["lape_suppress_own_accuracy"], abs=1e-6)
-    g = data.labels().index(target)
-    assert out.improve.before - out.improve.after == pytest.approx(float(out.tensors["accuracy_grid"][g, g]), abs=1e-6)
+    # Steer and Improve: the deactivation artifact gives the same numbers as the deactivation check (own text loss).
+    assert out.improve is not None and out.side_effects and out.improve.goal == "increase"
+    g = data.labels().index(data.labels()[0])
+    assert out.improve.after - out.improve.before == pytest.approx(float(out.tensors["nll_grid"][g, g]), abs=1e-5)
+    assert out.side_effects[0].name == "other languages' text NLL" and not out.side_effects[0].is_task
     assert any(f.name == "suppress_sweep" for f in out.figures)
     assert out.tensors["activation_probability"].shape[:2] == (2, tiny.n_layers)
     assert all(f.object == "neuron" and 0.0 <= f.score <= 1.0 for f in out.findings)
@@ -91,16 +90,17 @@ def test_toy_selected_neurons_are_specific_on_held_out_planted_words(toy, seed: 
     assert sum(margins) / len(margins) >= 0.2, margins
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the toy's translation is redundant: at the paper's 1 % zeroing a language's LAPE neurons moves "
-    "p(answer) by <= 0.0044 on either language (10 seeds), and larger sets (up to 10 %) hurt the language the "
-    "neurons READ (the other language's translations) — numbers in reference_impls/lape.py's docstring",
-)
-def test_toy_deactivation_hurts_the_own_language_more(toy) -> None:  # type: ignore[no-untyped-def]
-    for seed in SEEDS:
-        result = run_impl("language-neurons", model=toy, seed=seed)
-        grid = result.output.tensors["drop_grid"]  # [ablated language, scored language]
-        assert grid[0, 0] > 2 * grid[0, 1] and grid[1, 1] > 2 * grid[1, 0], grid
-        assert result.output.intervals["lape_own_drop"][0] > result.output.intervals["lape_other_drop"][1]
+@pytest.mark.parametrize("seed", SEEDS)
+def test_toy_deactivation_hurts_the_own_language_more(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """LAPE's claim as the paper measures it: zeroing one language's neurons raises the loss (perplexity) of that
+    language's held-out text more than twice as much as the other's, with disjoint intervals — at every seed.
+    Shipped recipe-v3 toy: own +0.012-0.093 nats per token, other -0.006-+0.007 (recipe v2: own <= 0.01, no seed
+    held; the v3 continuation gives each language neurons that write it)."""
+    output = run_impl("language-neurons", model=toy, seed=seed).output
+    grid = output.tensors["nll_grid"]  # [ablated language, scored language]
+    assert grid[0, 0] > 2 * grid[0, 1] and grid[1, 1] > 2 * grid[1, 0], grid
+    assert grid[0, 0] > 0.01 and grid[1, 1] > 0.01, grid  # a real rise, not a ratio of two zeros
+    assert output.intervals["lape_own_nll_increase"][0] > output.intervals["lape_other_nll_increase"][1]
+    # The Improve stage is that check for the suppressed language (the first, "en"): its text loss rises.
+    assert output.improve is not None and output.improve.goal == "increase"
+    assert output.improve.after - output.improve.before == pytest.approx(float(grid[0, 0]), abs=1e-5)
