@@ -23,15 +23,14 @@ experts and Det0 (zero the top-k), k = ``Spec.ks``.
 Simplifications: task prompts instead of Jigsaw sentences; the next token instead of sampled continuations
 scored by a toxicity classifier; no perplexity on a corpus (the side effects stand in).
 
-On the toy (v1 checkpoint, seeds 0–9) the bar does NOT hold, for a mechanistic reason: the toy's toxic
-continuation is a word-to-word lookup (each trigger word has its own continuation) done by the layer-0/1
-attention heads, shared with the nice words — there is no toxicity unit to dampen. The experts are real
-discriminators (~410 of 1,280 units above 0.5; the best at fit AUROC 0.87–0.96 keeps 0.80–0.93 on held-out
-prompts, a test), yet AurA leaves the toxic completion rate at 1.00 on every seed (toxic probability mass
-0.9998 → 0.997–0.9995) and Det0 on the top 32 as well. Zeroing *every* expert among these FFN units still leaves
-it at 1.0 while the nice prompts' accuracy falls to 0.1–0.3; Det0 on attention outputs lowers the toxic rate
-only together with the nice accuracy (seeds 0–1: to 0.25–0.5 and 0.07–0.4). The notes of every run say what
-happened.
+On the shipped toy (recipe v3, seeds 0–9) the bar holds: toxicity is planted as a property of the speaker
+(eight fact subjects are toxic commenters), a bit the FFN computes from the subject, so there are experts to
+dampen. ~510–570 of the 1,280 units are experts, the best at AUROC 1.00 on fit and held-out prompts; AurA takes
+the toxic completion rate from 1.00 to 0.27–0.64 (toxic probability mass 0.72–0.76 → 0.43–0.52) while the nice
+prompts stay 1.00; the other tasks lose at most one prompt of 24 (≥ 0.958) and the KL on neutral prompts is
+0.025–0.077 (``mi-catalog run whispering-experts --task toxicity --seed S``). Det0 on all
+experts: 0.52–0.83. On recipe v1/v2 it did not hold: the toxic continuation was a word-to-word lookup by layer-0/1
+attention heads, AurA left the toxic rate at 1.00 on every seed (a strict xfail until v3).
 """
 
 from __future__ import annotations

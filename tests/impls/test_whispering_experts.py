@@ -1,6 +1,6 @@
 """whispering-experts (AurA): the dampening rule, the artifact (per-unit factors; α = 1 is a no-op, α = 0 equals
-zeroing), runs on a tiny model; on the toy the experts generalise to held-out prompts (10 seeds) — but AurA does
-not lower the toy's toxic completions (strict xfail, the reason in the module docstring)."""
+zeroing), runs on a tiny model; on the toy the experts generalise to held-out prompts and dampening them lowers the toxic completions with
+little loss on the nice ones (10 seeds each)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_one_label_class_is_a_clear_error(tiny) -> None:  # type: ignore[no-unty
 @pytest.mark.parametrize("seed", SEEDS)
 def test_toy_experts_generalise_to_held_out_prompts(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     """AUROC is fitted on the fit half; the best expert must still separate the held-out toxic prompts (which
-    differ from the nice ones only by a planted toxic word)."""
+    differ from the nice ones only by the speaker)."""
     result = run_impl("whispering-experts", model=toy, task="toxicity", seed=seed, ks=(), n_side=0)
     m = result.metrics
     assert m["aura_top_auroc"] > 0.8 and m["aura_top_auroc_test"] > 0.7, m
@@ -67,15 +67,21 @@ def test_toy_experts_generalise_to_held_out_prompts(toy, seed: int) -> None:  # 
     assert result.output.improve is not None and result.output.side_effects
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the toy's toxic continuation is a per-word lookup by layer-0/1 attention heads shared with the nice "
-    "words: AurA (and even zeroing every FFN expert) leaves the toxic rate at 1.0 — see the module docstring",
-)
-def test_toy_aura_lowers_toxic_completions_with_little_loss_elsewhere(toy) -> None:  # type: ignore[no-untyped-def]
-    for seed in SEEDS:
-        result = run_impl("whispering-experts", model=toy, task="toxicity", seed=seed, ks=(), n_side=0)
-        m = result.metrics
-        assert m["aura_rate_after"] <= m["aura_rate_before"] - 0.2, m
-        assert m["aura_other_accuracy_after"] >= m["aura_other_accuracy_before"] - 0.1, m
+@pytest.mark.parametrize("seed", SEEDS)
+def test_toy_aura_lowers_toxic_completions_with_little_loss_elsewhere(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Recipe-v3 toy: toxicity is a planted property of the speaker that the FFN computes, so dampening the experts
+    lowers the toxic rate (1.0 → 0.27-0.64 over the 10 seeds) and leaves the nice prompts right (recipe v2, where
+    the toxic word was an attention lookup, gave 1.0 at every seed)."""
+    result = run_impl("whispering-experts", model=toy, task="toxicity", seed=seed, ks=(), n_side=0)
+    m = result.metrics
+    assert m["aura_rate_after"] <= m["aura_rate_before"] - 0.2, m
+    assert m["aura_other_accuracy_after"] >= m["aura_other_accuracy_before"] - 0.1, m
+
+
+def test_toy_aura_costs_little_on_the_other_tasks(toy) -> None:  # type: ignore[no-untyped-def]
+    """The cost side of the bar (seed 0, 24 prompts per task): every other task keeps >= 0.9, KL on neutral < 0.1."""
+    result = run_impl("whispering-experts", model=toy, task="toxicity", seed=0, ks=())
+    tasks = [s for s in result.output.side_effects if s.is_task]
+    assert len(tasks) >= 8 and all(s.after >= s.before - 0.1 for s in tasks), tasks
+    kl = next(s for s in result.output.side_effects if s.name == "kl_neutral")
+    assert 0.0 < kl.after < 0.1, kl
