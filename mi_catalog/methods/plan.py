@@ -302,7 +302,7 @@ GOALS: dict[str, Goal] = {
         "the toy already refuses every harmful request, so the pipeline strengthens the margin "
         "(over-refusal of harmless prompts is reported beside it)",
     ),
-    "toxicity": Goal("toxic_rate", "lower", "toxic-trigger prompts: share whose next word is a toxic continuation"),
+    "toxicity": Goal("toxic_rate", "lower", "toxic prompts (a toxic speaker on the toy): share whose next word is a toxic continuation"),
     "language": Goal(
         "switch_rate",
         "higher",
