@@ -20,8 +20,8 @@ quantile of all activation probabilities; the ``top_rate`` share of all neurons 
 above it (the paper's text says 1 %, the released script uses 5 %); a neuron belongs to every language whose
 probability exceeds the threshold. Causal check on the held-out split, as the paper measures it: zero one
 language's neurons (all positions) and score every language's *text* by its loss — the mean −log p of the
-positions whose next token is one of that language's tokens, nats per token (perplexity = exp) — with
-bootstrap intervals over prompts; secondarily p(answer) and accuracy of each language's prompts.
+positions whose next token is one of that language's tokens (and of each example's answer, for the language it
+is labelled with), nats per token (perplexity = exp) — with bootstrap intervals over prompts; secondarily p(answer) and accuracy of each language's prompts.
 Steer and Improve (issue 8): the deactivation is the steering artifact (a ``UnitScaling`` of one language's
 neurons by 0, language ``Spec.suppress``, default the first); ``improve`` is the loss of that language's held-out
 text before → after (suppression: a rise is the intended change), the side effects are the other languages' text
@@ -34,7 +34,7 @@ both sides of the translations: the source sentence is free text, the target its
 activation-steering of the output language.
 
 On the shipped toy (recipe v3, seeds 0–9, n = 128, 10 neurons = the paper's 1 %) the claim holds at every seed:
-zeroing a language's neurons raises its own text's loss by 0.012–0.093 nats per token (≈ 1–10 % perplexity)
+zeroing a language's neurons raises its own text's loss by 0.011–0.092 nats per token (≈ 1–10 % perplexity)
 and the other language's by −0.006 to +0.007, intervals disjoint (a test). Accuracy and p(answer) of the
 translation prompts do not move: the translations are saturated (p ≈ 1), so the effect is on the free text. On
 recipe v1/v2 checkpoints it did not hold: they were trained on translation only, where the neurons LAPE selects
@@ -220,23 +220,33 @@ def text_nll(
     examples: list[TaskExample],
     token_sets: list[set[int]],
     member: torch.Tensor | None = None,
+    languages: list[str] | None = None,
     chunk: int = 16,
 ) -> torch.Tensor:
     """Each language's text loss per example: mean −log p(next token) over the positions whose next token is one
-    of that language's tokens → [B, G] (nats per token; nan where an example has none of the language's tokens),
-    with the member neurons [L, d] zeroed (None: intact). exp of a column's mean is that text's perplexity."""
+    of that language's tokens — and, given ``languages``, the answer's (last) token of an example labelled with
+    it — → [B, G] (nats per token; nan where an example has no text of the language), with the member neurons
+    [L, d] zeroed (None: intact). exp of a column's mean is that text's perplexity."""
     out = torch.full((len(examples), len(token_sets)), float("nan"))
     sets = [torch.tensor(sorted(tokens), dtype=torch.long) for tokens in token_sets]
     for start in range(0, len(examples), chunk):  # chunks: a real vocabulary makes [B, T, V] log-probs large
-        batch = lm.encode([_text(ex) for ex in examples[start : start + chunk]])
+        part = examples[start : start + chunk]
+        batch = lm.encode([_text(ex) for ex in part])
         with _zeroed(lm, member):
             logits = lm.logits(batch)
         ids = batch.input_ids.cpu()
         mask = batch.attention_mask.bool().cpu()
         logp = logits[:, :-1].float().log_softmax(-1).cpu().gather(-1, ids[:, 1:, None])[..., 0]  # [b, T-1]
         valid = mask[:, 1:] & mask[:, :-1]
+        # The position predicting each text's last token (the answer's last token), whichever side pads.
+        last = (mask.long() * torch.arange(mask.shape[1])).argmax(dim=1) - 1  # [b]
+        is_answer = torch.zeros_like(valid)
+        is_answer[torch.arange(len(part)), last.clamp(min=0)] = True
         for g, tokens in enumerate(sets):
             where = torch.isin(ids[:, 1:], tokens) & valid
+            if languages is not None:
+                labelled = torch.tensor([str(ex.label) == languages[g] for ex in part])
+                where |= is_answer & labelled[:, None] & valid
             count = where.sum(dim=1)
             total = -(logp * where).sum(dim=1)
             out[start : start + len(ids), g] = torch.where(count > 0, total / count.clamp(min=1), float("nan"))
@@ -278,8 +288,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     # Causal check on the held-out prompts, as the paper measures it: zero each language's neurons and score every
     # language's text by its loss (perplexity = exp). Secondary: p(answer) and accuracy of each language's prompts.
     by_lang = {lang: [ex for ex in test if ex.label == lang] for lang in languages}
-    base_nll = text_nll(lm, test, token_sets)  # [B, G]
-    nll_after = [text_nll(lm, test, token_sets, member[g]) for g in range(len(languages))]
+    base_nll = text_nll(lm, test, token_sets, languages=languages)  # [B, G]
+    nll_after = [text_nll(lm, test, token_sets, member[g], languages) for g in range(len(languages))]
     own_nll: list[torch.Tensor] = []
     other_nll: list[torch.Tensor] = []
     nll_grid = torch.full((len(languages), len(languages)), float("nan"))  # NLL increase [ablated, scored]
@@ -298,8 +308,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             nll_ci.append(ci)
     if not own_nll or not other_nll:
         raise TaskDataError(
-            "language-neurons: the held-out texts hold no tokens of some language (its tokens are the answers no "
-            "other language gives); raise --n"
+            "language-neurons: the held-out split has no text of some language (no example labelled with it and "
+            "none of its tokens); raise --n"
         )
     own_nll_increase, own_nll_ci = mean_ci(torch.cat(own_nll), seed=spec.seed)
     other_nll_increase, other_nll_ci = mean_ci(torch.cat(other_nll), seed=spec.seed)
@@ -356,7 +366,7 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     for rate in spec.sweep:
         swept = select(probs, spec.prob_quantile, rate)[0][g_target]
         sizes.append(int(swept.sum()))
-        increase = text_nll(lm, test, token_sets, swept) - base_nll  # [B, G]
+        increase = text_nll(lm, test, token_sets, swept, languages) - base_nll  # [B, G]
         sweep_own.append(increase[:, g_target][own_text])
         others = increase[:, other_cols].flatten()
         sweep_other.append(others[~others.isnan()])
@@ -468,7 +478,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             "Reproduces LAPE's selection (activation probability per language over the language's tokens, entropy, "
             "the lowest-entropy share above a probability threshold) on task prompts; damage is measured as the "
             "paper does, by the loss (perplexity) of each language's held-out text — here the positions of the "
-            "held-out task texts whose next token is one of the language's tokens — and, secondarily, as "
+            "held-out task texts whose next token is one of the language's tokens, and each example's answer for "
+            "its own language — and, secondarily, as "
             "p(answer) and accuracy of each language's prompts.",
             claim,
             f"Steering: zeroing {target}'s {int(member[g_target].sum())} neurons raises the loss of {target} text "
