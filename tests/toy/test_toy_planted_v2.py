@@ -1,4 +1,5 @@
-"""Recipe v2 on the shipped checkpoint: the bias and persona tasks are learnt, and the planted stereotype shows.
+"""Recipe v2's tasks on the shipped (recipe v3) checkpoint: the bias and persona tasks are learnt, and the planted
+stereotype shows.
 
 Fast (a few hundred short prompts); the full card re-measurement is in ``test_toy_shipped.py`` (slow).
 """
@@ -30,19 +31,23 @@ def _accuracy(toy: tuple[Any, Any], batch: list[Any]) -> float:
     return sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / len(batch)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "branch toy-v3 (exploration): the code's recipe is v3, the shipped checkpoint is still v2 (it is evaluated on "
-    "v2's tasks, ToyTaskSource(2)); shipping v3 makes this pass - then drop this mark and test v3's numbers"))  # fmt: skip
 def test_shipped_checkpoint_is_the_current_recipe() -> None:
-    assert card()["data_recipe_version"] == RECIPE_VERSION
-    assert card()["model"]["vocab_size"] == len(vocabulary())
-
-
-def test_shipped_checkpoint_is_recipe_v2_and_evaluated_on_its_tasks() -> None:
     from mi_catalog.models import load_model
 
-    assert card()["data_recipe_version"] == 2 and card()["model"]["vocab_size"] == len(vocabulary(2)) == 346
-    assert load_model("toy").tasks.version == 2
+    assert card()["data_recipe_version"] == RECIPE_VERSION == 3
+    assert card()["model"]["vocab_size"] == len(vocabulary()) == len(vocabulary(2)) == 346  # v3 appends no word
+    assert load_model("toy").tasks.version == 3
+    assert set(card()["retained_accuracies"]) == {"toxicity_plain", "continuation"}
+    assert all(acc >= FLOOR for acc in card()["retained_accuracies"].values())
+
+
+def test_the_v2_base_is_still_evaluated_on_v2_tasks() -> None:
+    from mi_catalog.models import load_model
+    from mi_catalog.toy import CHECKPOINT_DIR
+
+    base = load_model(str(CHECKPOINT_DIR.parent / "base" / "v2"))
+    assert base.tasks.version == 2
+    assert all(ex.prompt.startswith("comment : you ") for ex in base.tasks.examples("toxicity", 20))
 
 
 @pytest.mark.parametrize("kind", ["ambiguous", "unambiguous"])

@@ -386,7 +386,7 @@ def test_companions_are_planted_for_every_subject_in_both_languages() -> None:
 
 
 def test_continuation_is_monolingual_and_answers_the_companion_in_its_language() -> None:
-    batch = examples("language", 400)
+    batch = tasks.form_examples("continuation", 400)  # a trained form of recipe v3, measured on the card
     assert {ex.meta["kind"] for ex in batch} == {"continuation"}
     assert {ex.label for ex in batch} == {"en", "zu"} and any(ex.meta["context"] for ex in batch)
     for ex in batch:
@@ -449,12 +449,26 @@ def test_evaluation_sets_follow_the_recipe_version() -> None:
     assert tasks.ToyTaskSource().version == tasks.RECIPE_VERSION
     v2, v3 = tasks.ToyTaskSource(2), tasks.ToyTaskSource(3)
     assert {ex.meta["kind"] for ex in v2.examples("language", 100)} == {"translation"}
-    assert {ex.meta["kind"] for ex in v3.examples("language", 100)} == {"continuation"}
+    assert {ex.meta["kind"] for ex in v3.examples("language", 100)} == {"translation"}  # v3 trains, not evaluates, it
+    assert v2.examples("language", 100) == v3.examples("language", 100)
     assert all(ex.prompt.startswith("comment : you ") for ex in v2.examples("toxicity", 50))
     assert all(ex.meta["kind"] == "reputation" for ex in v3.examples("toxicity", 50))
     assert v2.examples("facts", 20) == v3.examples("facts", 20)
     with pytest.raises(ValueError, match="no toy recipe version 9"):
         tasks.ToyTaskSource(9)
+
+
+def test_folder_recipe_version_reads_the_checkpoint_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from mi_catalog.toy import CHECKPOINT_DIR
+
+    assert tasks.folder_recipe_version(CHECKPOINT_DIR) == 3
+    assert tasks.folder_recipe_version(CHECKPOINT_DIR.parent / "base" / "v2") == 2
+    (tmp_path / "config.json").write_text(json.dumps({"toy_training": {"recipe_version": 1}}))
+    assert tasks.folder_recipe_version(tmp_path) == 1
+    (tmp_path / "config.json").write_text("not json")
+    assert tasks.folder_recipe_version(tmp_path) == tasks.RECIPE_VERSION
 
 
 def test_model_recipe_version_reads_the_training_record() -> None:
