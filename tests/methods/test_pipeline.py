@@ -217,21 +217,12 @@ def test_toy_pipeline_runs_reports_improve_and_leaves_the_model(toy, impls, obj,
         assert again["improve"] == payload["improve"] and again["metrics"] == payload["metrics"]
 
 
-_LANGUAGE_NEURONS_MISS = pytest.mark.xfail(strict=True, reason=(
-    "recipe-v2 toy: language-neurons (LAPE) locates 10 neurons that are weakly active where the pipeline steers "
-    "(the last position: mean |a| 0.12-0.47 for 7 of them; zeroing LAPE's en neurons leaves en accuracy at 1.00, "
-    "on v1 too), so 8 "
-    "normalised gradient steps on their output rows move the zu-minus-best margin only from -11.4 to -6.7 and "
-    "switch no prompt (v1: -11.1 to -1.6, 0.46 of held-out prompts switched); 16 steps would switch 0.38 and 32 "
-    "steps 0.85 of the fit prompts, beyond the pipeline's 1-8 step sweep."))  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("obj", "method", "steer", "task"),
     [
         ("head", "gradient", "amplitude", "toxicity"),
         ("head", "patching", "vector", "icl"),
-        pytest.param("neuron", "magnitude", "rome", "language", marks=_LANGUAGE_NEURONS_MISS),
+        ("neuron", "magnitude", "rome", "language"),  # recipe v2 missed: its LAPE neurons only read a language
     ],
 )
 def test_toy_steering_moves_the_goal(toy, impls, obj: str, method: str, steer: str, task: str) -> None:  # type: ignore[no-untyped-def]
