@@ -1,6 +1,7 @@
 """function-vectors: on the toy's in-context mappings the function vector (top heads by indirect effect) makes
-zero-shot queries perform the task (10 seeds), it carries the task's identity (the planted predecessor mapping
-on number queries the toy answers with their successor), and heads with the least effect do not."""
+zero-shot queries perform the task (10 seeds), it carries the task's identity (successor and predecessor share their
+number inputs: each mapping's FV switches the numbers the toy reads as the other mapping), and heads with the least
+effect do not."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import random
 import pytest
 
 torch = pytest.importorskip("torch")
-
-from support import strict_xfail_at  # noqa: E402
 
 from mi_catalog.methods import steering as st  # noqa: E402
 from mi_catalog.methods.contract import Bars  # noqa: E402
@@ -22,14 +21,22 @@ from reference_impls import function_vectors as fvm  # noqa: E402
 SEEDS = range(10)
 
 
-_SEED_7 = (
-    "recipe-v2 toy: zero-shot, it reads 'two', 'seven' and 'eight ->' as predecessor (p 0.59, 0.52, 0.63; v1 read "
-    "only 'nine' so, besides 'twelve', which has no successor), 0.36 of the 11 predecessor inputs (card; v1 0.18); "
-    "seed 7's 11 held-out predecessor queries draw 'two' 3 times, 'eight' twice and 'seven' once: 'predecessor "
-    "before' 6/11 = 0.545 > 0.5. The other 9 seeds are 0.08-0.47.")  # fmt: skip
+# Zero-shot, a shared number ("seven ->") is a near coin flip between successor and predecessor: the toy was trained
+# on both mappings equally, and p(successor), p(predecessor) are 0.35-0.65 each on every shared input (recipes v2
+# and v3). Which one wins the argmax is an accident of training: v2 read 3 of the 10 as predecessor, v3 reads 6
+# ("predecessor before" 0.41-0.73 over the 10 seeds, was 0.08-0.55), so neither mapping is a fixed zero-shot failure.
+# The premise is taken by construction instead: the held-out queries the unsteered toy gets wrong (before = 0 on them;
+# every one is a number query, 11-18 a seed on v3, 9-19 on v2) are where a vector has to carry the task.
 
 
-@pytest.mark.parametrize("seed", strict_xfail_at(SEEDS, {7: _SEED_7}))
+def _held_out(toy, seed: int) -> tuple[list[str], dict[str, list[fvm.Forms]]]:  # type: ignore[no-untyped-def]
+    """The held-out half run_impl evaluates (same examples, same split): tasks and their forms."""
+    data = RunData(task="icl", examples=toy.tasks.examples("icl", 150, seed=seed), source=toy.tasks, seed=seed)
+    tasks, _, test = fvm.split_forms(data, fvm.Spec(seed=seed))
+    return tasks, test
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_function_vectors_make_zero_shot_queries_do_the_task(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     result = run_impl("function-vectors", model=toy, task="icl", seed=seed, n=150, n_side=4)
     m = result.metrics
@@ -39,8 +46,21 @@ def test_function_vectors_make_zero_shot_queries_do_the_task(toy, seed: int) -> 
     bars = next(f for f in result.output.figures if f.name == "per_task")
     assert isinstance(bars, Bars)
     value = dict(zip(bars.labels, bars.values, strict=True))
-    # The toy answers a bare number with its successor: predecessor fails zero-shot, its FV fixes it.
-    assert value["predecessor before"] <= 0.5 and value["predecessor FV"] >= 0.8
+    assert value["predecessor FV"] >= 0.8 and value["successor FV"] >= 0.8
+    # The queries the toy fails zero-shot (the shared numbers it reads as the other mapping): each task's FV, at
+    # the layer the run chose, must answer >= 0.8 of them.
+    tasks, test = _held_out(toy, seed)
+    assert tasks == sorted(PLANTED.icl_mappings)
+    fvs = result.output.tensors["function_vectors"]
+    failed = fixed = 0
+    for t in tasks:
+        wrong = [f for f, ok in zip(test[t], fvm.accuracy(toy, test[t], "zero_shot"), strict=True) if not ok]
+        assert not wrong or t in ("successor", "predecessor"), t  # only the number queries are ambiguous
+        if wrong:
+            add = st.SteeringVector(f"resid_post.{m['fv_layer']}", fvs[tasks.index(t)], 1.0, positions=-1)
+            failed, fixed = failed + len(wrong), fixed + int(fvm.accuracy(toy, wrong, "zero_shot", add).sum())
+    assert failed >= 8, failed  # enough zero-shot failures for the claim to be tested
+    assert fixed >= 0.8 * failed, (fixed, failed)
     assert result.output.improve is not None and result.output.improve.after == m["zero_shot_fv"]
 
 
@@ -66,14 +86,19 @@ def _rate(toy, queries: list[tuple[str, str]], intervention: st.Intervention | N
 
 def test_the_function_vector_carries_the_task_identity(toy) -> None:  # type: ignore[no-untyped-def]
     _, _, _, vecs = _vectors(toy)
-    pred = _number_queries(PLANTED.icl_mappings["predecessor"])
-    succ = _number_queries(PLANTED.icl_mappings["successor"])
-    assert _rate(toy, pred, None) <= 0.3  # unsteered, "five ->" is read as successor
-    for layer in (1, 2):
-        add = st.SteeringVector(f"resid_post.{layer}", vecs.fv["predecessor"], 1.0, positions=-1)
-        assert _rate(toy, pred, add) >= 0.8
-        back = st.SteeringVector(f"resid_post.{layer}", vecs.fv["successor"], 1.0, positions=-1)
-        assert _rate(toy, succ, back) >= 0.8
+    for task, other in (("predecessor", "successor"), ("successor", "predecessor")):
+        queries = _number_queries(PLANTED.icl_mappings[task])
+        # Unsteered, the toy answers these numbers with the other mapping (v3 seed 0: 4 read as successor, 6 as
+        # predecessor; v2: 7 and 3): the same inputs, the other task's answer.
+        misread = [
+            (q, a)
+            for q, a in queries
+            if _rate(toy, [(q, PLANTED.icl_mappings[other][q.removesuffix(" ->")])], None) == 1
+        ]
+        assert len(misread) >= 3, (task, misread)
+        for layer in (1, 2):
+            add = st.SteeringVector(f"resid_post.{layer}", vecs.fv[task], 1.0, positions=-1)
+            assert _rate(toy, misread, add) >= 0.8 and _rate(toy, queries, add) >= 0.8, (task, layer)
 
 
 def test_heads_with_the_least_indirect_effect_do_not_carry_it(toy) -> None:  # type: ignore[no-untyped-def]
