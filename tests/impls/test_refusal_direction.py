@@ -32,7 +32,7 @@ def test_ablation_removes_refusal_and_addition_induces_it(toy, seed: int) -> Non
     m = _run(toy, seed).metrics
     assert m["refusal_rate_before"] >= 0.9
     # Issue 8's bar at every seed: held-out harmful refusal from ≥ 0.9 to ≤ 0.1. (The recipe-v1 toy kept a
-    # word-specific remainder, e.g. 'toxin', in some draws: 0.00-0.21 per seed; the shipped v2 toy is 0.00 at
+    # word-specific remainder, e.g. 'toxin', in some draws: 0.00-0.21 per seed; recipes v2 and v3 (shipped) are 0.00 at
     # every one of these 10 seeds, 128 held-out harmful prompts each.)
     assert m["refusal_rate_ablated"] <= 0.1
     assert m["harmless_accuracy_before"] >= 0.9 and m["harmless_accuracy_ablated"] >= 0.9  # still 'sure'

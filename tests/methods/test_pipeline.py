@@ -259,7 +259,7 @@ def test_missing_task_falls_back_and_says_so(impls) -> None:  # type: ignore[no-
 
 @pytest.mark.parametrize(("task", "obj", "method"), [("bias", "resid", "probe"), ("persona", "resid", "probe")])
 def test_toy_fairness_and_persona_goals(toy, impls, task: str, obj: str, method: str) -> None:  # type: ignore[no-untyped-def]
-    """Recipe v2 toy: the stereotype is learnt (gap > 0) and projecting the stereotype direction out narrows it
+    """Recipe v2 tasks (on the shipped v3 toy): the stereotype is learnt (gap > 0) and projecting the stereotype direction out narrows it
     without breaking prompts that state the gender; a persona direction gives prompts without a prefix its voice."""
     from mi_catalog.methods.pipeline import usable_tasks
 
