@@ -32,13 +32,18 @@ sampled generations. The run's seed draws the prompts and the split; the in-memo
 (``sae_seed``, default 0, as ``mi-catalog sae train``), so by default the dictionary is the same across run
 seeds.
 
-What it finds on the toy (language task, resid_post.1, 256 features): the top features separate held-out
-prompts perfectly (AUROC 1.0); they fire on the English source words of a sentence to be translated into zu,
-so they are "source is English" features as much as "target is zu" ones — correlation picks them, and the
-clamp shows they are causal: at 0 most zu outputs switch to English words (rate 1.0 → 0.05–0.52 over run seeds
-and SAE seeds; 8 random features: no change). Inducing is weaker and not monotone: at 0.5 × their largest
-activation, every token, about a third of English-target prompts switch to zu; at ≥ 1 × every output becomes
-English (clamping at every position also erases where the source ends).
+What it finds on the recipe-v3 toy (language task = translation, resid_post.1, 256 features; run seeds 0–9 at
+``n=64`` with the SAE of ``mi-catalog sae train``, and ``sae_seed`` 1, 2 at the default ``n``): the top features
+separate held-out prompts perfectly (AUROC 1.0); they fire on the English source words of a sentence to be
+translated into zu (the top feature on 83 % of them, on 51 % of zu source words, more weakly), so they are
+"source is English" features as much as "target is zu" ones — correlation picks them, and the clamp shows they
+are causal: at 0 a third to a half of the zu outputs switch to English words (rate 1.0 → 0.47–0.73 over run
+seeds, 0.33 and 0.67 for SAE seeds 1 and 2; 8 random features: 0.96–1.0). What resists is a route recipe v3
+trained: a prompt ending on a zu verb (the third target word) is the monolingual continuation's "SUBJECT VERB"
+form, where the verb just read decides the noun's language — 57 of those 58 held-out prompts stay zu, against
+49 of 99 at the other positions (recipe v2: 17 of 58 and 50 of 99; rate 1.0 → 0.24–0.65). Inducing does not
+work on v3: at 0.5 × their largest activation, every token, no English-target prompt switches to zu (v2: about
+a third); at ≥ 1 × every output becomes English (clamping at every position also erases where the source ends).
 """
 
 from __future__ import annotations

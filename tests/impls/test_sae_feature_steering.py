@@ -12,12 +12,31 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from support import strict_xfail_at  # noqa: E402
+
 from mi_catalog import sae as S  # noqa: E402
+from mi_catalog.methods.data import RunData  # noqa: E402
 from mi_catalog.methods.runner import run_impl  # noqa: E402
+from mi_catalog.methods.steering import token_rate  # noqa: E402
 from mi_catalog.models.hooks import hook_snapshot  # noqa: E402
 from mi_catalog.models.tiny import tiny_model  # noqa: E402
+from reference_impls import sae_feature_steering as sfs  # noqa: E402
 
 IMPL = "sae-feature-steering"
+
+# Recipe v3 trains a monolingual continuation ("SUBJECT VERB" -> a noun in the verb's language), so a translation
+# prompt that ends on a zu verb ("... = zu-noun zu-verb", the third target word, position 2) has a second route to
+# its language: the verb just read, which the clamped "English source" features do not carry (the test below).
+# Whether a seed clears the bar then depends on how many of its held-out zu prompts are at position 2.
+_V3_ROUTE = (
+    "recipe-v3 toy: 'zu' rate 1.0 -> {after} {ci}, short of -0.3 (v2 at this seed: {v2}): {p2} of its {n} held-out "
+    "zu prompts end on a zu verb (position 2), where v3's trained continuation writes the noun in the verb's "
+    "language - all {p2} stay zu under the clamp; at positions 0-1 {kept} of {rest} stay zu, as on v2"
+)
+_MISSES = {
+    3: _V3_ROUTE.format(after=0.733, ci="[0.533, 0.933]", v2=0.333, p2=6, n=15, kept=5, rest=9),
+    9: _V3_ROUTE.format(after=0.706, ci="[0.471, 0.882]", v2=0.647, p2=7, n=17, kept=5, rest=10),
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +48,7 @@ def cached_sae(toy):  # type: ignore[no-untyped-def]
     path.with_suffix(".json").unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", strict_xfail_at(range(10), _MISSES))
 def test_language_features_found_and_suppressed(toy, cached_sae, seed: int) -> None:  # type: ignore[no-untyped-def]
     before_state = {k: v.detach().clone() for k, v in toy.model.state_dict().items()}
     hooks = hook_snapshot(toy.model)
@@ -53,6 +72,29 @@ def test_language_features_found_and_suppressed(toy, cached_sae, seed: int) -> N
     after_state = toy.model.state_dict()
     assert all(torch.equal(before_state[k], after_state[k]) for k in before_state)
     assert hook_snapshot(toy.model) == hooks
+
+
+def test_a_zu_verb_just_read_keeps_zu_under_the_clamp(toy, cached_sae) -> None:  # type: ignore[no-untyped-def]
+    """Why seeds 3 and 9 miss on recipe v3: pooled over the 10 seeds' held-out zu prompts, those ending on a zu verb
+    (position 2, the continuation's "SUBJECT VERB" form) keep zu under the clamp (v3: 57 of 58), the others lose it
+    as on v2 (v3: 49 of 99 stay zu; v2: 50 of 99). On recipe v2 the position-2 prompts switched too (17 of 58 stay),
+    so this fails on v2."""
+    kept: dict[bool, list[float]] = {True: [], False: []}  # ends on a zu verb → stays zu under the clamp
+    for seed in range(10):
+        result = run_impl(IMPL, model=toy, task="language", seed=seed, n=64)
+        examples = toy.tasks.examples("language", 64, seed)  # the run's prompts
+        split = sfs.classes(toy, RunData(task="language", examples=examples, planted=toy.tasks.planted), sfs.Spec())
+        position = {ex.prompt: ex.meta["position"] for ex in examples}
+        prompts = [p for p, is_zu in split.test if is_zu]
+        features = tuple(f.index for f in result.output.findings if f.index is not None)
+        assert len(features) == 8
+        clamp = S.FeatureClamp(cached_sae, features, 0.0)
+        assert token_rate(toy, prompts, split.concept_tokens).mean() == 1.0
+        for prompt, stays in zip(prompts, token_rate(toy, prompts, split.concept_tokens, clamp).tolist(), strict=True):
+            kept[position[prompt] == 2].append(stays)
+    verb, rest = (sum(kept[k]) / len(kept[k]) for k in (True, False))
+    assert len(kept[True]) >= 30 and len(kept[False]) >= 30
+    assert verb >= 0.9 and rest <= 0.7, (verb, rest)
 
 
 def test_zero_features_is_a_no_op(toy, cached_sae) -> None:  # type: ignore[no-untyped-def]
