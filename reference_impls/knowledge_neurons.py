@@ -12,8 +12,8 @@ a layer in one batched forward + backward (``Spec.batch_rows`` rows at a time), 
 grouped into facts by (subject, relation, answer) from the task data; a fact's knowledge neurons are the coarse
 neurons of at least ``share`` of its prompts. The causal check suppresses / amplifies each prompt's fact's
 knowledge neurons at the last position and reports the relative change of p(answer) (mean over prompts, 95 %
-bootstrap interval), against the same number of random neurons drawn from the same layers
-(``random_draws`` draws, averaged per prompt).
+bootstrap interval), against the same number of random neurons drawn from the same layers, never the prompt's
+own knowledge neurons (``random_draws`` draws, averaged per prompt).
 
 Simplifications: the paper builds several paraphrases per fact; we use whatever prompts of a fact the task
 data holds — on the toy at default n most facts have one prompt, so the sharing filter rarely bites there (it
@@ -139,15 +139,18 @@ def prob_with(lm: LoadedModel, batch: Batch, answers: torch.Tensor, masks: torch
 
 
 def random_like(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Per row, as many random neurons in each layer as ``masks`` selects there."""
+    """Per row, as many random neurons in each layer as ``masks`` selects there, drawn from the neurons ``masks``
+    does not select in that row (a control that could hold the knowledge neurons themselves would measure them;
+    all of the rest when fewer remain)."""
     out = torch.zeros_like(masks)
-    n, n_layers, d_mlp = masks.shape
+    n, n_layers, _d_mlp = masks.shape
     counts = masks.sum(dim=2)
     for row in range(n):
         for layer in range(n_layers):
             c = int(counts[row, layer])
             if c:
-                out[row, layer, torch.randperm(d_mlp, generator=gen)[:c]] = True
+                others = (~masks[row, layer]).nonzero().flatten()
+                out[row, layer, others[torch.randperm(len(others), generator=gen)[:c]]] = True
     return out
 
 
