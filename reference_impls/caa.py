@@ -10,13 +10,13 @@ the behaviour's probability (normalised over the two answer letters) moves with 
 over layers shows where the vector works.
 
 What we do: pairs from the task's contrast prompts — an example and its own ``corrupt_prompt`` when the
-corruption flips the label (toy sentiment: "good" ↔ "bad"; refusal: harmful ↔ harmless word; toxicity);
-without such pairs the two label classes' means (``reference_impls/_steer.py``). Activations at the last
-prompt token at ``resid_post.l`` for every layer on the fit half; the layer is chosen on a validation part
-of it (largest p(behaviour) gap between multipliers +m and −m); on the held-out test half we sweep the
-multiplier (default −3 … +3) and report the behaviour's normalised probability p(b) / (p(b) + p(other))
-and the greedy rate, per class and overall, with bootstrap bands; the Improve stage is the other class's
-behaviour rate before → after adding the vector at +m, and its side effects.
+corruption flips the label (toy sentiment: "good" ↔ "bad"; refusal: harmful ↔ harmless word; toxicity: a
+toxic ↔ nice speaker); without such pairs the two label classes' means (``reference_impls/_steer.py``).
+Activations at the last prompt token at ``resid_post.l`` for every layer on the fit half; the layer is
+chosen on a validation part of it (largest p(behaviour) gap between multipliers +m and −m); on the held-out
+test half we sweep the multiplier (default −3 … +3) and report the behaviour's normalised probability
+p(b) / (p(b) + p(other)) and the greedy rate, per class and overall, with bootstrap bands; the Improve stage
+is the other class's behaviour rate before → after adding the vector at +m, and its side effects.
 
 Simplifications: the "behaviour" is the first answer token of one class (toy: ``positive``, the toxic
 continuations, ``sorry``) rather than an A/B letter; the vector is added at the last prompt position only

@@ -7,8 +7,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from support import strict_xfail_at  # noqa: E402
-
 from mi_catalog.methods import steering as st  # noqa: E402
 from mi_catalog.methods.contract import Curve  # noqa: E402
 from mi_catalog.methods.runner import run_impl  # noqa: E402
@@ -43,14 +41,7 @@ def test_sentiment_grows_monotonically_with_the_multiplier(toy, seed: int) -> No
     assert result.output.improve is not None and result.output.side_effects
 
 
-_TOXICITY_SEED_3 = (
-    "recipe-v2 toy: seed 3's validation picks resid_post.2 over resid_post.1 by 0.284 vs 0.283; there, -3x the vector "
-    "leaves p(toxic) 0.88 for 'slob' and 0.63 for 'clown' (v1 with the same split: 0.20, 0.21; at resid_post.1: "
-    "0.24, 0.07), neither in the validation part, and the test half holds 4 of each among its 25 toxic prompts: "
-    "0.158 > 0.1 at -3. The 9 other seeds reach <= 0.1.")  # fmt: skip
-
-
-@pytest.mark.parametrize("seed", strict_xfail_at(SEEDS, {3: _TOXICITY_SEED_3}))
+@pytest.mark.parametrize("seed", SEEDS)
 def test_toxicity_grows_monotonically_with_the_multiplier(toy, seed: int) -> None:  # type: ignore[no-untyped-def]
     result = run_impl("caa", model=toy, task="toxicity", seed=seed, n=96, n_side=4)
     m = result.metrics
