@@ -29,22 +29,24 @@ none, see ``_contrast``); "shuffle" permutes each prompt's tokens (all but the f
 induction task the two find different circuits, as they should: the task's contrast changes only the token to
 be copied, so the top edges are the value path (embed → attn L0, current-token heads L0H2/L0H0 → attn L1, the
 induction heads L1H0–H3 → logits); shuffling also breaks the key path, and the previous-token head's edge
-L0H3 → attn L1 enters the top edges (ranks 8–16 of 105 at n = 8 on most seeds, but 40 and 47 on two — EAP
-underrates it: exact patching of that edge costs far more than its first-order score, the attention-saturation
-failure AtP* and EAP-IG correct; see ``ig_steps`` below). A head's finding scores the sum of its outgoing edges' |scores|;
-the head ranking therefore starts with the value path, L0H2/L0H0, then the induction heads, and exact patching
-agrees: patching L0H2's clean output alone restores 0.47–0.63 of the gap, each induction head 0.07–0.33 (the four
-are redundant), every other head < 0.05 (test, seeds 0–9).
+L0H3 → attn L1 enters the top edges (ranks 0–28 of 105, counted from 0, at n = 8, seeds 0–9 on the recipe-v3
+toy; v2: 8–47 at seeds 0–7 — EAP underrates it: exact patching of that edge costs far more than its
+first-order score, the attention-saturation failure AtP* and EAP-IG correct; see ``ig_steps`` below). A head's
+finding scores the sum of its outgoing edges' |scores|; the head ranking therefore starts with the value path,
+L0H2/L0H0, then the induction heads, and exact patching agrees: patching L0H2's clean output alone restores
+0.48–0.65 of the gap, each induction head 0.07–0.34 (the four are redundant), every other head < 0.05 (test,
+seeds 0–9, recipe-v3 toy).
 
 EAP-IG (``Spec.ig_steps`` = k > 0; Hanna, Pezzelle & Belinkov, *Have Faith in Faithfulness*, 2024): the
 gradient in the score is averaged over k runs whose input embeddings go from the corrupt run's to the clean
 run's in equal steps (α = 1/k … 1; integrated gradients on the inputs) instead of taken at the clean run alone.
-It corrects exactly that failure: on the recipe-v2 toy, shuffled induction prompts (n = 8, seeds 0–7), plain
-EAP scores L0H3 → attn L1 about 0 (−0.002 of the gap at seeds 2 and 5, ranks 40 and 47) while patching that
-one edge costs 0.46–0.65 of the gap (rank 1–2 by exact patching); with k = 5 EAP-IG ranks it second, after
-embed → attn L0, as exact patching does. The embedding's edges then add up to clean − corrupt (integrated
-gradients' completeness, up to the k-step Riemann sum; tested). k = 0 (the default) is the paper's EAP; k = 1
-is the same number. Cost: k forward + backward passes instead of one.
+It corrects exactly that failure: on the recipe-v3 toy, shuffled induction prompts (n = 8, seeds 0–9), plain
+EAP scores L0H3 → attn L1 0.008–0.19 of the gap (0.008 and 0.017 at seeds 0 and 3, ranks 28 and 24; recipe v2:
+−0.002 at seeds 2 and 5, ranks 40 and 47) while patching that one edge costs 0.42–0.87 of the gap (second only
+to embed → attn L0 by exact patching at every seed); with k = 5 EAP-IG scores it 0.30–0.72 and ranks it second,
+after embed → attn L0, at every seed, as exact patching does. The embedding's edges then add up to
+clean − corrupt (integrated gradients' completeness, up to the k-step Riemann sum; tested). k = 0 (the
+default) is the paper's EAP; k = 1 is the same number. Cost: k forward + backward passes instead of one.
 
 Simplifications: heads are not separate downstream nodes (no per-head q/k/v inputs), so an edge into
 attention layer l reads "into all heads of layer l"; no pruning of nodes left dangling; the faithfulness
