@@ -66,7 +66,7 @@ def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
     if len({r["model"] for r in records}) != 1:
         raise ValueError("records differ in model: " + ", ".join(sorted({r["model"] for r in records})))
     rows = {
-        row["impl"]: {"n": record["n"], "settings": LIGHT.get(row["impl"], {}), **row}
+        row["impl"]: {"n": record.get("n"), "settings": LIGHT.get(row["impl"], {}), **row}  # a merged record: n per row
         for record in records
         for row in record["rows"]
     }
