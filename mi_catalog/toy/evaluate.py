@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from mi_catalog.tasks import TaskExample
+
 
 def last_token_logits(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], batch_size: int = 128
@@ -48,9 +50,10 @@ def evaluate(
     """Fraction of ``n`` held-out examples per task whose greedy next token is the answer; the tasks as recipe
     ``version`` defines them (default: the recipe the model was trained with)."""
     version = model_recipe_version(model) if version is None else version
-    accuracies = {}
-    for task in tasks:
-        batch = examples(task, n, seed=seed, version=version)
-        predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
-        accuracies[task] = sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / n
-    return accuracies
+    return {task: accuracy(model, tokenizer, examples(task, n, seed=seed, version=version)) for task in tasks}
+
+
+def accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch: Sequence[TaskExample]) -> float:
+    """Fraction of ``batch`` whose greedy next word is the answer."""
+    predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
+    return sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / len(batch)

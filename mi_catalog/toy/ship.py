@@ -51,7 +51,7 @@ RETAINED_FORMS = {"toxicity_plain": ("toxicity", 2)}
 
 def retained_accuracies(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
     """Accuracy on the earlier forms of tasks the model's recipe evaluates differently (``RETAINED_FORMS``)."""
-    from mi_catalog.toy.evaluate import evaluate, predict_next
+    from mi_catalog.toy.evaluate import accuracy, evaluate
     from mi_catalog.toy.tasks import form_examples
 
     version = model_recipe_version(model)
@@ -62,9 +62,7 @@ def retained_accuracies(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerB
     }
     for name, (since, _generator) in TRAINED_FORMS.items():  # trained forms that are no evaluation task
         if version >= since:
-            batch = form_examples(name, EVAL_N, EVAL_SEED)
-            predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
-            measured[name] = round(sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / EVAL_N, 4)
+            measured[name] = round(accuracy(model, tokenizer, form_examples(name, EVAL_N, EVAL_SEED)), 4)
     return measured
 
 

@@ -911,6 +911,8 @@ def form_examples(form: str, n: int, seed: int = 0) -> list[TaskExample]:
     """``n`` evaluation examples of a trained form (``TRAINED_FORMS``), the same for the same seed."""
     rng = random.Random(f"eval/{form}/{seed}")
     return [TRAINED_FORMS[form][1](rng) for _ in range(n)]
+
+
 _GENERATORS = _V3_GENERATORS  # the current recipe's
 
 
@@ -1007,12 +1009,15 @@ def training_examples(
     return [generators[name](rng) for name in rng.choices(names, weights=weights, k=n)]
 
 
-def model_recipe_version(model: object) -> int:
-    """The recipe version a toy model was trained with (its saved training record), else ``RECIPE_VERSION``."""
-    config = getattr(model, "config", None)
-    record = getattr(config, "toy_training", None) or {}
+def _recorded_version(record: object) -> int:
+    """The recipe version in a training record (``toy_training``), else ``RECIPE_VERSION``."""
     version = record.get("recipe_version") if isinstance(record, dict) else None
     return int(version) if version in VOCAB_SIZES else RECIPE_VERSION
+
+
+def model_recipe_version(model: object) -> int:
+    """The recipe version a toy model was trained with (its saved training record), else ``RECIPE_VERSION``."""
+    return _recorded_version(getattr(getattr(model, "config", None), "toy_training", None))
 
 
 def folder_recipe_version(folder: str | Path) -> int:
@@ -1021,11 +1026,10 @@ def folder_recipe_version(folder: str | Path) -> int:
     import json
 
     try:
-        record = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("toy_training") or {}
+        record = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("toy_training")
     except (OSError, ValueError, AttributeError):
         return RECIPE_VERSION
-    version = record.get("recipe_version") if isinstance(record, dict) else None
-    return int(version) if version in VOCAB_SIZES else RECIPE_VERSION
+    return _recorded_version(record)
 
 
 class ToyTaskSource:

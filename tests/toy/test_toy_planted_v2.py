@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mi_catalog.toy import card, load_toy
-from mi_catalog.toy.evaluate import predict_next
+from mi_catalog.toy.evaluate import accuracy, predict_next
 from mi_catalog.toy.tasks import PLANTED, RECIPE_VERSION, examples, vocabulary
 
 FLOOR = 0.95
@@ -26,9 +26,7 @@ def toy() -> tuple[Any, Any]:
 
 
 def _accuracy(toy: tuple[Any, Any], batch: list[Any]) -> float:
-    model, tokenizer = toy
-    predictions = predict_next(model, tokenizer, [ex.prompt for ex in batch])
-    return sum(p == ex.answer for p, ex in zip(predictions, batch, strict=True)) / len(batch)
+    return accuracy(*toy, batch)
 
 
 def test_shipped_checkpoint_is_the_current_recipe() -> None:
