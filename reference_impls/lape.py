@@ -322,17 +322,18 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     other_acc: list[torch.Tensor] = []
     grid = torch.full((len(languages), len(languages)), float("nan"))
     acc_grid = torch.full((len(languages), len(languages)), float("nan"))  # accuracy drop [ablated, scored]
+    correct_after: dict[tuple[int, int], torch.Tensor] = {}  # (ablated, scored) → top-1 correct [B]
     for g, _ablated in enumerate(languages):
         data.progress("deactivate", g, len(languages))
         for h, scored in enumerate(languages):
             if scored not in base:
                 continue
-            p_after, correct_after = _scores(lm, by_lang[scored], member[g])
+            p_after, correct_after[g, h] = _scores(lm, by_lang[scored], member[g])
             drop = base[scored][0] - p_after  # [B]
             (own if g == h else other).append(drop)
-            (own_acc if g == h else other_acc).append(base[scored][1] - correct_after)
+            (own_acc if g == h else other_acc).append(base[scored][1] - correct_after[g, h])
             grid[g, h] = mean_ci(drop, seed=spec.seed)[0]
-            acc_grid[g, h] = float((base[scored][1] - correct_after).mean())
+            acc_grid[g, h] = float((base[scored][1] - correct_after[g, h]).mean())
     own_drop, own_ci = mean_ci(torch.cat(own), seed=spec.seed)
     other_drop, other_ci = mean_ci(torch.cat(other), seed=spec.seed)
     clean_p = torch.cat([b[0] for b in base.values()])
@@ -356,17 +357,22 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
     artifact = deactivation(member[g_target])
     own_text = ~base_nll[:, g_target].isnan()
     other_cols = [h for h in range(len(languages)) if h != g_target]
-    own_examples = by_lang.get(target, [])
-    other_examples = [ex for lang in languages if lang != target for ex in by_lang.get(lang, [])]
-    own_after = steering.correct(lm, own_examples, artifact)
-    other_after = steering.correct(lm, other_examples, artifact)
+    # The artifact zeroes the same neurons as the deactivation check above: its accuracies are that check's.
+    scored_other = [h for h in other_cols if languages[h] in base]
+    own_after = correct_after.get((g_target, g_target), torch.empty(0))
+    other_after = torch.cat([correct_after[g_target, h] for h in scored_other]) if scored_other else torch.empty(0)
     sweep_own: list[torch.Tensor] = []
     sweep_other: list[torch.Tensor] = []
     sizes: list[int] = []
     for rate in spec.sweep:
         swept = select(probs, spec.prob_quantile, rate)[0][g_target]
         sizes.append(int(swept.sum()))
-        increase = text_nll(lm, test, token_sets, swept, languages) - base_nll  # [B, G]
+        after = (
+            nll_after[g_target]
+            if torch.equal(swept, member[g_target])
+            else text_nll(lm, test, token_sets, swept, languages)
+        )  # the run's own top_rate is in the sweep: measured above
+        increase = after - base_nll  # [B, G]
         sweep_own.append(increase[:, g_target][own_text])
         others = increase[:, other_cols].flatten()
         sweep_other.append(others[~others.isnan()])
@@ -382,8 +388,8 @@ def run(lm: LoadedModel, spec: Spec, data: RunData) -> Output:
             is_task=False,
         )
     )
-    if other_examples:  # the languages that were not meant to change, by accuracy
-        other_before = steering.correct(lm, other_examples)
+    if scored_other:  # the languages that were not meant to change, by accuracy
+        other_before = torch.cat([base[languages[h]][1] for h in scored_other])
         costs.append(SideEffect("other languages", float(other_before.mean()), float(other_after.mean())))
     costs += steering.side_effects(lm, data, artifact, n=spec.n_side)
     supported = own_nll_ci[0] > other_nll_ci[1]
