@@ -42,11 +42,11 @@ from mi_catalog.models.allocator import keep_freed_memory
 from mi_catalog.models.tiny import tiny_model
 
 
-def bench_model(name: str) -> LoadedModel:
+def bench_model(name: str, backend: str) -> LoadedModel:
     if name != "toy":
-        return load_model(name)
+        return load_model(name, backend=backend)
     try:
-        return load_model("toy")
+        return load_model("toy", backend=backend)
     except (FileNotFoundError, OSError):
         return tiny_model("llama", n_layers=4, d_model=128)
 
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
     parser.add_argument("--model", default="toy", help="toy (default), smollm2-135m, a path or a hub id")
+    parser.add_argument("--backend", default="auto", help="auto (default), native or transformers")
     parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (glibc defaults)")
     parser.add_argument(
         "--floors", action="store_true",
@@ -111,7 +112,7 @@ def main() -> None:
     global CLOCK
     CLOCK = time.perf_counter if args.wall else time.thread_time
     torch.set_num_threads(1)
-    lm = bench_model(args.model)
+    lm = bench_model(args.model, args.backend)
     words = "the the a and is was" if lm.tasks.name == "toy" else "The Eiffel Tower is in the city of Paris"
     batch = lm.encode([" ".join([words] * 3)] * args.batch)
     resid = [f"resid_post.{layer}" for layer in range(lm.n_layers)]
@@ -131,7 +132,7 @@ def main() -> None:
         n_sites["bare hooks, no-op"] = n_sites["bare hooks, keep tensors"] = len(points)
     for _ in range(10):  # warm-up
         lm.logits(batch)
-    print(f"model {lm.name}: {lm.n_layers} layers, d_model {lm.d_model}, batch {tuple(batch.shape)}, "
+    print(f"model {lm.name} ({lm.backend} backend): {lm.n_layers} layers, d_model {lm.d_model}, batch {tuple(batch.shape)}, "
           f"median of {args.runs} runs, {'wall' if args.wall else 'thread CPU'} time, "
           f"{'freed memory kept' if kept else 'default allocator'}")  # fmt: skip
     for label, intervention in configs.items():

@@ -456,6 +456,8 @@ def _hooked(
     lm: LoadedModel, state: ForwardState, entries: Iterable[tuple[Site, ActFn, _Deferrals | None]]
 ) -> Iterator[None]:
     """Register the mask tracker, then each ``(site, fn, deferred)``; remove exactly those on exit, also on error."""
+    for tapper in list(_TAPPING.get(lm.model, ())):
+        tapper.switch_to_hooks()  # before our hooks, as if the capture had hooked the model when entered
     handles: list[Handle] = []
     try:
         handles.append(_mask_tracker(lm, state))
@@ -498,12 +500,141 @@ def all_sites(lm: LoadedModel, names: Iterable[str] = SITE_NAMES) -> list[Site]:
 
 @contextlib.contextmanager
 def capture(lm: LoadedModel, sites: Iterable[SiteLike] | None = None, detach: bool = True) -> Iterator[Cache]:
-    """Record activations at ``sites`` (default: every site) into a :class:`Cache`; the last forward wins."""
+    """Record activations at ``sites`` (default: every site) into a :class:`Cache`; the last forward wins.
+
+    A model whose forward code taps its own sites (our native Llama: ``tap_recorders``) is recorded from those
+    taps, without a torch hook, while nothing else hooks it; see :class:`_TapCapture`. Otherwise, and for an
+    attached capture (``detach=False``, whose tensors stay in the autograd graph), the sites are hooked.
+    """
     cache = Cache()
     state = ForwardState()
     targets = [site(s) for s in sites] if sites is not None else all_sites(lm)
-    with _hooked(lm, state, (_recorders(cache, state, s, detach) for s in targets)):
+    recorders = [_recorders(cache, state, s, detach) for s in targets]
+    with contextlib.ExitStack() as stack:
+        if detach and _tappable(lm, targets):
+            tapper = _TapCapture(lm, cache, state, targets, recorders, stack)
+            stack.callback(tapper.stop)
+        else:
+            stack.enter_context(_hooked(lm, state, recorders))
         yield cache
+
+
+def _tappable(lm: LoadedModel, targets: list[Site]) -> bool:
+    """Whether a detached capture of ``targets`` can be served by the model's taps: the model has them, taps
+    every target, and no torch hook (module or global) is registered on it now — a hook registered earlier
+    runs before a capture's would, and a tap cannot see the tensor before that hook changed it."""
+    if _tap_recorders(lm.model) is None:
+        return False
+    from mi_catalog.models.native import TAPPED_SITES
+
+    tapped = TAPPED_SITES | {"embed", "ln_final"}
+    return all(s.name in tapped for s in targets) and not _hooked_anywhere(lm.model)
+
+
+def _hooked_anywhere(model: nn.Module) -> bool:
+    """Any forward (pre-)hook on ``model`` or a submodule, or a global one."""
+    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+_torch_module = torch.nn.modules.module
+
+
+class _TapCapture:
+    """A detached capture recorded from the model's own taps: no torch hook runs on any module.
+
+    As a forward pass starts the model asks :meth:`begin`; after it, :meth:`record` stores the requested sites
+    from the pass's taps, with exactly the hooked capture's values and representation (per-head sites as
+    deferred views of the raw projection). Hooks change what a capture must see, so the capture **switches to
+    torch hooks** for the rest of its life: at once when one of our interventions is entered inside it (its
+    hooks are registered first, so it sees what a hooked capture entered at the same time would), and at the
+    start of the next pass when any other torch hook appeared on the model (any hook registration advances
+    torch's handle counter; only then are the modules scanned).
+    """
+
+    def __init__(
+        self, lm: LoadedModel, cache: Cache, state: ForwardState, targets: list[Site],
+        recorders: list[tuple[Site, ActFn, _Deferrals | None]], stack: contextlib.ExitStack,
+    ) -> None:  # fmt: skip
+        self.lm, self.cache, self.state, self.recorders, self.stack = lm, cache, state, recorders, stack
+        self.embed_key = next((s.key for s in targets if s.name == "embed"), None)
+        self.final_key = next((s.key for s in targets if s.name == "ln_final"), None)
+        # Per layer: (site name, cache key, per-head view or None) of every requested site, in table order.
+        self.per_layer: list[list[tuple[str, str, View | None]]] = [[] for _ in range(lm.n_layers)]
+        for s in targets:
+            if s.layer is not None:
+                self.per_layer[s.layer].append((s.name, s.key, _extractor(lm, lm.family.sites[s.name].view)))
+        self.handle_id = _next_handle_id()
+        self.hooked = False
+        model_recorders = _tap_recorders(lm.model)
+        assert model_recorders is not None
+        model_recorders.append(self)
+        _TAPPING.setdefault(lm.model, []).append(self)
+
+    def begin(self, attention_mask: torch.Tensor | None) -> bool:
+        """A pass starts: True to record it by taps; False once the capture is served by hooks."""
+        if self.hooked:
+            return False
+        if _next_handle_id() != self.handle_id:
+            self.handle_id = _next_handle_id()
+            if _hooked_anywhere(self.lm.model):
+                self.switch_to_hooks()
+                # The model's own pre-hook (the mask tracker) registers too late for this pass.
+                self.state.attention_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+                return False
+        self.cache.attention_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+        return True
+
+    def record_layer(self, index: int, tap: dict[str, torch.Tensor]) -> None:
+        """One decoder layer has run: store its requested sites from its tap (``native.Tap``)."""
+        acts = self.cache._acts
+        for name, key, extract in self.per_layer[index]:
+            value = _detached(tap[name])
+            if extract is None:
+                acts[key] = value
+            else:
+                acts[key] = _Deferred(extract, (value,), None)
+                self.cache._deferred = True
+
+    def record_ends(self, embed: torch.Tensor | None, final: torch.Tensor) -> None:
+        """The pass has run: store ``embed`` (None when the caller passed embeddings) and ``ln_final``."""
+        if embed is not None and self.embed_key is not None:
+            self.cache._acts[self.embed_key] = _detached(embed)
+        if self.final_key is not None:
+            self.cache._acts[self.final_key] = _detached(final)
+
+    def switch_to_hooks(self) -> None:
+        self.stop()
+        self.hooked = True
+        self.stack.enter_context(_hooked(self.lm, self.state, self.recorders))
+
+    def stop(self) -> None:
+        recorders = _tap_recorders(self.lm.model)
+        if recorders is not None and self in recorders:
+            recorders.remove(self)
+        tapping = _TAPPING.get(self.lm.model)
+        if tapping is not None and self in tapping:
+            tapping.remove(self)
+
+
+# The tap captures active on each model, so an intervention entered inside one switches it to hooks first.
+_TAPPING: weakref.WeakKeyDictionary[nn.Module, list[_TapCapture]] = weakref.WeakKeyDictionary()
+
+
+def _tap_recorders(model: nn.Module) -> list[Any] | None:
+    """The model's list of tap recorders (``NativeLlamaForCausalLM.tap_recorders``), None for a model without taps."""
+    recorders = getattr(model, "tap_recorders", None)
+    return recorders if isinstance(recorders, list) else None
+
+
+def _next_handle_id() -> int:
+    """The id torch gives the next hook handle: every hook registration (module, global, tensor) advances it."""
+    return RemovableHandle.next_id
+
+
+def _detached(act: torch.Tensor) -> torch.Tensor:
+    return act.detach() if act.requires_grad else act
 
 
 def _recorders(cache: Cache, state: ForwardState, s: Site, detach: bool) -> tuple[Site, ActFn, _Deferrals | None]:

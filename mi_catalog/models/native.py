@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -203,6 +203,16 @@ class KVCache:
         self._map(lambda t: t[indices])
 
 
+# One decoder layer's sites as its forward code computed them, by site name (TAPPED_SITES): the exact tensors a
+# torch hook at the family table's hook point would see — a projection's raw output for q/k/v, W_O's input for
+# head_out — so a capture served by taps and one served by hooks hold bit-identical values (tested).
+Tap: TypeAlias = dict[str, torch.Tensor]
+TAPPED_SITES = frozenset({
+    "resid_pre", "q", "k", "v", "attn_pattern", "head_out", "attn_out", "resid_mid", "mlp_pre", "mlp_act",
+    "mlp_out", "resid_post",
+})  # fmt: skip
+
+
 class Attention(nn.Module):
     """Grouped-query causal self-attention; returns (output [b, pos, d_model], pattern [b, heads, q, k])."""
 
@@ -220,12 +230,15 @@ class Attention(nn.Module):
 
     def forward(
         self, hidden_states: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | None = None, tap: Tap | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         b, n_pos, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(b, n_pos, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(b, n_pos, self.n_kv, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(b, n_pos, self.n_kv, self.head_dim).transpose(1, 2)
+        q_raw, k_raw, v_raw = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+        if tap is not None:
+            tap["q"], tap["k"], tap["v"] = q_raw, k_raw, v_raw
+        q = q_raw.view(b, n_pos, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k_raw.view(b, n_pos, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v_raw.view(b, n_pos, self.n_kv, self.head_dim).transpose(1, 2)
         cos, sin = rope
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # keys/values of the earlier positions, then these
@@ -236,6 +249,8 @@ class Attention(nn.Module):
         scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling + mask  # [b, heads, q, k]
         pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         z = torch.matmul(pattern, v).transpose(1, 2).reshape(b, n_pos, self.n_heads * self.head_dim)
+        if tap is not None:
+            tap["attn_pattern"], tap["head_out"] = pattern, z
         return self.o_proj(z), pattern
 
 
@@ -248,8 +263,13 @@ class MLP(nn.Module):
         self.down_proj = Linear(d_mlp, d, bias=False)
         self.act_fn = nn.SiLU()  # a module, so mlp_pre (its input) is a hook point
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, tap: Tap | None = None) -> torch.Tensor:
+        if tap is None:
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        pre = self.gate_proj(x)
+        act = self.act_fn(pre) * self.up_proj(x)
+        tap["mlp_pre"], tap["mlp_act"] = pre, act
+        return self.down_proj(act)
 
 
 class DecoderLayer(nn.Module):
@@ -262,11 +282,19 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self, hidden_states: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | None = None, tap: Tap | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        attn_out = self.self_attn(self.input_layernorm(hidden_states), rope, mask, cache)[0]
+        if tap is None:
+            attn_out = self.self_attn(self.input_layernorm(hidden_states), rope, mask, cache)[0]
+            resid_mid = hidden_states + attn_out
+            return resid_mid + self.mlp(self.post_attention_layernorm(resid_mid))
+        attn_out = self.self_attn(self.input_layernorm(hidden_states), rope, mask, cache, tap)[0]
         resid_mid = hidden_states + attn_out
-        return resid_mid + self.mlp(self.post_attention_layernorm(resid_mid))
+        mlp_out = self.mlp(self.post_attention_layernorm(resid_mid), tap)
+        resid_post = resid_mid + mlp_out
+        tap["resid_pre"], tap["attn_out"], tap["resid_mid"] = hidden_states, attn_out, resid_mid
+        tap["mlp_out"], tap["resid_post"] = mlp_out, resid_post
+        return resid_post
 
 
 class LlamaModel(nn.Module):
@@ -317,6 +345,9 @@ class NativeLlamaForCausalLM(nn.Module):
         self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        # Captures that record this model's sites from its own forward code rather than through torch hooks
+        # (mi_catalog.models.hooks.capture adds and removes them; each has begin(mask) -> bool, record_layer(index, tap) and record_ends(embed, final)).
+        self.tap_recorders: list[Any] = []
 
     def forward(
         self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -324,10 +355,13 @@ class NativeLlamaForCausalLM(nn.Module):
         labels: torch.Tensor | None = None, output_hidden_states: bool = False, output_attentions: bool = False,
         past_key_values: KVCache | None = None, use_cache: bool = False, **_ignored: Any,
     ) -> CausalLMOutput:  # fmt: skip
+        # The tap recorders that record this pass (a recorder that has switched to torch hooks declines).
+        recorders = [r for r in self.tap_recorders if r.begin(attention_mask)] if self.tap_recorders else None
+        embed = None
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
-            inputs_embeds = self.model.embed_tokens(input_ids)
+            inputs_embeds = embed = self.model.embed_tokens(input_ids)
         hidden = inputs_embeds  # [b, pos, d_model]
         b, n_pos = hidden.shape[:2]
         cache = (
@@ -340,14 +374,22 @@ class NativeLlamaForCausalLM(nn.Module):
         mask = causal_mask(attention_mask, b, n_pos, hidden.dtype, hidden.device, past)
         states: list[torch.Tensor] = [hidden]
         patterns: list[torch.Tensor] = []
-        for layer in self.model.layers:
-            if output_attentions:  # read the pattern the attention module returns, without a second forward
-                hidden, pattern = _layer_with_pattern(layer, hidden, rope, mask, cache)
-                patterns.append(pattern)
+        tapping = bool(recorders) or output_attentions  # the pattern is read from the layer's tap
+        for index, layer in enumerate(self.model.layers):
+            if tapping:
+                tap: Tap = {}
+                hidden = layer(hidden, rope, mask, cache, tap)
+                # Recorded layer by layer, so the tensors nobody asked for are freed as without taps.
+                for recorder in recorders or ():
+                    recorder.record_layer(index, tap)
+                if output_attentions:
+                    patterns.append(tap["attn_pattern"])
             else:
                 hidden = layer(hidden, rope, mask, cache)
             states.append(hidden)
         hidden = self.model.norm(hidden)
+        for recorder in recorders or ():
+            recorder.record_ends(embed, hidden)
         if output_hidden_states:
             states[-1] = hidden  # transformers' last hidden state is after the final norm
         logits = self.lm_head(hidden)
@@ -359,18 +401,6 @@ class NativeLlamaForCausalLM(nn.Module):
         return CausalLMOutput(logits=logits, loss=loss, hidden_states=tuple(states) if output_hidden_states else None,
                               attentions=tuple(patterns) if output_attentions else None,
                               past_key_values=cache)  # fmt: skip
-
-
-def _layer_with_pattern(
-    layer: nn.Module, hidden: torch.Tensor, rope: Any, mask: torch.Tensor, cache: KVCache | None
-) -> tuple[Any, Any]:
-    seen: list[torch.Tensor] = []
-    handle = layer.self_attn.register_forward_hook(lambda _m, _a, out: seen.append(out[1]))  # type: ignore[union-attr]
-    try:
-        out = layer(hidden, rope, mask, cache)
-    finally:
-        handle.remove()
-    return out, seen[-1]
 
 
 # ---------------------------------------------------------------------------
