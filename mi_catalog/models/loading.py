@@ -8,8 +8,9 @@ Two backends build the model. ``"native"`` is our own Llama (:mod:`mi_catalog.mo
 tree and parameter names as transformers', no transformers import: a cold load of SmolLM2-135M in well under
 a second instead of 3+ s); ``"transformers"`` is ``AutoModelForCausalLM``. ``backend="auto"`` (the default)
 uses the native one for a local folder whose ``config.json`` it runs exactly (plain ``LlamaForCausalLM``,
-:func:`~mi_catalog.models.native.native_support`) other than the toy, and transformers for everything else —
-hub ids, other architectures, the toy (its card was measured with it; the parity tests show both agree).
+:func:`~mi_catalog.models.native.native_support`) — the toy included: on its checkpoint both backends give
+bit-identical logits and activations at every site (tested) — and transformers for everything else: hub ids,
+other architectures.
 ``LoadedModel.backend`` says which one ran.
 """
 
@@ -335,7 +336,7 @@ def load_model(
     name = TOY_NAME if name_or_path == TOY_NAME else str(name_or_path)
     if folder is not None and not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
-    if folder is not None and _use_native(folder, backend, toy):
+    if folder is not None and _use_native(folder, backend):
         return _load_native(folder, dev, torch_dtype, name=name, toy=toy)
     if backend == "native":
         raise ModelLoadError(f"--backend native needs a local model folder; {name_or_path!r} is a hub id")
@@ -372,9 +373,9 @@ def load_model(
     return wrap_model(model, tokenizer, name=name_or_path, path=str(folder) if folder else None)
 
 
-def _use_native(folder: Path, backend: str, toy: bool) -> bool:
+def _use_native(folder: Path, backend: str) -> bool:
     """Whether ``folder`` is loaded by our Llama: always when asked (or an error saying why it cannot), under
-    ``auto`` when its config is one we run exactly and it is not the toy."""
+    ``auto`` when its config is one we run exactly."""
     if backend == "transformers":
         return False
     from mi_catalog.models.native import native_support, read_config
@@ -387,7 +388,7 @@ def _use_native(folder: Path, backend: str, toy: bool) -> bool:
         if reason:
             raise ModelLoadError(f"--backend native cannot run {folder}: {reason}; use --backend transformers")
         return True
-    return reason is None and not toy
+    return reason is None
 
 
 def _load_native(folder: Path, device: torch.device, dtype: torch.dtype | None, name: str, toy: bool) -> LoadedModel:

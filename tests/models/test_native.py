@@ -110,12 +110,38 @@ def test_gradients_flow_like_transformers() -> None:
 
 def test_toy_checkpoint_is_the_same_model_natively() -> None:
     """Trained weights, the toy's word-level tokenizer read by NativeTokenizer, greedy generation."""
-    hf, native = load_model("toy"), load_model("toy", backend="native")
-    assert hf.backend == "transformers" and native.backend == "native"  # auto keeps the toy on transformers
+    native, hf = load_model("toy"), load_model("toy", backend="transformers")
+    assert native.backend == "native" and hf.backend == "transformers"  # auto runs the toy natively
     assert isinstance(native.tokenizer, NativeTokenizer) and native.card == hf.card
     prompts = [ex.prompt for ex in hf.tasks.examples("induction", n=6, seed=0)]
     _assert_same_run(hf, native, prompts)
     assert native.generate(prompts[:3], 4) == hf.generate(prompts[:3], 4)
+
+
+def test_toy_is_bit_identical_on_both_backends() -> None:
+    """Why auto may run the toy natively although its card and every golden value were first measured through
+    transformers: on every task (padded batches), logits, every site's activation and the gradients of a
+    metric at the sites are *equal*, not merely close."""
+    from mi_catalog.models.hooks import run_with_grads
+
+    native, hf = load_model("toy", backend="native"), load_model("toy", backend="transformers")
+    sites = [s.key for s in all_sites(hf) if s.name in ("resid_pre", "head_out", "mlp_act", "q", "v")]
+    for task in hf.tasks.tasks():
+        prompts = [ex.prompt for ex in hf.tasks.examples(task, n=8, seed=2)]
+        batch = hf.encode(prompts)
+        assert torch.equal(batch.input_ids, native.encode(prompts).input_ids)
+        with capture(hf) as cache_hf:
+            logits_hf = hf.logits(batch)
+        with capture(native) as cache_native:
+            logits_native = native.logits(batch)
+        assert torch.equal(logits_native, logits_hf), task
+        for key in sorted(cache_hf.keys()):
+            assert torch.equal(cache_native[key], cache_hf[key]), (task, key)
+        runs = [run_with_grads(lm, batch, sites, lambda logits: logits[:, -1].log_softmax(-1).max(-1).values.sum())
+                for lm in (hf, native)]  # fmt: skip
+        assert runs[0].value == runs[1].value, task
+        for key in sites:
+            assert torch.equal(runs[1].grads[key], runs[0].grads[key]), (task, key)
 
 
 # ---------------------------------------------------------------------------------------------------------------
