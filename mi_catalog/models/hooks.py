@@ -78,12 +78,21 @@ class _Deferred:
         self.versions = versions
 
     def __call__(self) -> torch.Tensor:
-        if self.versions is not None and self.versions != tuple(t._version for t in self.tensors):
+        if self.versions is not None and self.versions != tuple(_version(t) for t in self.tensors):
             raise RuntimeError(
                 "a captured resid_mid's inputs (resid_pre, attn_out) were modified in place after the capture "
                 "recorded them; edits must return a new tensor"
             )
         return self.op(*self.tensors)
+
+
+def _version(t: torch.Tensor) -> int:
+    """``t``'s version counter (bumped by every in-place change); -1 for an inference tensor, which has none
+    (and cannot be changed in place outside inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return -1
 
 
 class _Deferrals(NamedTuple):
@@ -284,7 +293,8 @@ class _EntryHandle:
         point, self.point = self.point, None
         if point is None:
             return
-        point.entries = tuple(e for e in point.entries if e is not self.entry)
+        entry, self.entry = self.entry, None  # a kept handle must not keep the entry's cache alive
+        point.entries = tuple(e for e in point.entries if e is not entry)
         if not point.entries:
             point.handle.remove()
             if point.tails.get(point.phase) is point:
@@ -669,7 +679,7 @@ def _recorders(cache: Cache, state: ForwardState, s: Site, detach: bool) -> tupl
     def add(resid_pre: torch.Tensor, attn_out: torch.Tensor) -> None:
         if resid_pre.requires_grad or attn_out.requires_grad:
             resid_pre, attn_out = resid_pre.detach(), attn_out.detach()
-        cache._acts[key] = _Deferred(operator.add, (resid_pre, attn_out), (resid_pre._version, attn_out._version))
+        cache._acts[key] = _Deferred(operator.add, (resid_pre, attn_out), (_version(resid_pre), _version(attn_out)))
         cache._deferred = True
         cache.attention_mask = state.attention_mask
 

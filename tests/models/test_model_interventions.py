@@ -264,3 +264,14 @@ def test_resid_mid_of_a_parallel_residual_model_is_a_clear_error(lm, batch) -> N
         lm.logits(batch)
     assert_untouched(lm, before)
     assert all(s.name != "resid_mid" for s in all_sites(lm))
+
+
+def test_capture_under_inference_mode_equals_a_plain_capture(lm, batch) -> None:  # type: ignore[no-untyped-def]
+    """Inference tensors have no version counter; the deferred resid_mid must not ask for one."""
+    with capture(lm) as plain:
+        lm.logits(batch)
+    with torch.inference_mode(), capture(lm) as inferred:
+        lm.logits(batch)
+    assert set(inferred.keys()) == set(plain.keys())
+    for key in sorted(plain.keys()):
+        torch.testing.assert_close(inferred[key], plain[key], **EXACT, msg=key)
