@@ -1,13 +1,17 @@
 """Overhead of capture hooks on a forward pass (target: capturing every site ≤ 1.10× a bare forward).
 
-Measured on the toy (4 layers, d_model 64, batch 16 × 19 tokens, ``--runs 200``, 2 shared cores at load
-2.2–3.6, nine runs): capturing every site 1.08–1.13×, median 1.12× (1.16–1.21× before one torch hook per
-module and phase served every site on it and captures made per-head views and resid_mid when read); a
-no-op edit at every site 1.07–1.10×. The target is met in one run of nine. ``--floors`` (six runs) shows
-where the rest goes: the same 43 torch hooks doing nothing cost 1.03–1.06×, and doing nothing but keep a
-reference to each hooked tensor 1.03–1.12×: holding ~5 MB of activations alive, where a bare pass recycles
-a few hot buffers, costs memory traffic that varies with the other processes' (thread CPU time cannot
-exclude it); our own Python per hook call is the remaining few hundredths.
+Measured on the toy (run by our native Llama; 4 layers, d_model 64, batch 16 × 19 tokens, ``--runs 200``,
+2 shared cores at load 0.5–1.0, ten runs): capturing every site 1.04–1.09×, median 1.06× (10 of 10 runs ≤ 1.10×);
+capturing and reading every value 1.05–1.12×, median 1.07× (8 of 10). The native model hands its sites to the
+capture from its own forward code (``tap_recorders``), so no torch hook runs. The same capture forced onto
+torch hooks (as on a transformers-backed model: GPT-2, hub models, ``--backend transformers``) costs
+1.11–1.19×, median 1.13× (five runs; 1.12× on the transformers-backed toy): dispatching ~10 hooks per layer
+costs a model this small more than keeping the tensors. SmolLM2-135M (``--model smollm2-135m --runs 30
+--batch 4``, one run): 1.04× tapped, 1.05× hooked — at 30 layers × 576 the hooks' fixed cost is small.
+``--floors`` times the hooks a hooked capture registers doing nothing (43 on the toy: 1.03–1.06× over earlier
+sessions' six runs, 1.05× today) and only
+keeping a reference to each tensor (1.03–1.12×; 1.06× today: holding ~5 MB of activations alive, where a bare pass
+recycles a few hot buffers, costs memory traffic that varies with the other processes').
 
 Runs the toy model when its checkpoint is built (else a tiny random Llama),
 alternating bare and hooked forwards so machine load hits both alike, and
@@ -21,8 +25,8 @@ Like the ``mi-catalog`` commands that run models, it first keeps freed memory in
 (:mod:`mi_catalog.models.allocator`); ``--default-allocator`` measures glibc's defaults instead, where
 capturing every site page-faults its activations back in on every forward pass.
 
-    .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16] [--model toy] [--default-allocator]
-        [--floors]
+    .venv/bin/python benchmarks/bench_hooks.py [--runs 200] [--batch 16] [--model toy] [--backend auto]
+        [--default-allocator] [--floors]
 """
 
 from __future__ import annotations
