@@ -47,12 +47,12 @@ def _m(run: dict[str, Any], name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _ci(run: dict[str, Any], name: str) -> str:
+def _ci(run: dict[str, Any], name: str, digits: int = 2) -> str:
     interval = run.get("intervals", {}).get(name)
     value = _m(run, name)
     if interval is None or None in interval:
-        return f"{value:.2f}"
-    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
 def _top(run: dict[str, Any], obj: str, k: int = 3) -> str:
@@ -137,10 +137,12 @@ def _eap(run: dict[str, Any]) -> tuple[str, str]:
 
 
 def _lape(run: dict[str, Any]) -> tuple[str, str]:
-    own, other = _m(run, "lape_own_drop"), _m(run, "lape_other_drop")
+    """The paper measures a language's neurons by the perplexity of that language's text when they are zeroed."""
+    own, other = _m(run, "lape_own_nll_increase"), _m(run, "lape_other_nll_increase")
     text = (f"{_m(run, 'lape_n_selected'):.0f} neurons selected over {_m(run, 'lape_n_languages'):.0f} languages; "
-            f"zeroing a language's neurons drops its p(answer) by {_ci(run, 'lape_own_drop')}, other languages' by "
-            f"{other:.3f}")  # fmt: skip
+            f"zeroing a language's neurons raises the loss of its own text by {_ci(run, 'lape_own_nll_increase', 3)} "
+            f"nats/token, other languages' by {other:+.3f} (p(answer) drops {_m(run, 'lape_own_drop'):.3f} own, "
+            f"{_m(run, 'lape_other_drop'):.3f} other)")  # fmt: skip
     return text, "agrees" if own > other else "differs"
 
 
@@ -196,7 +198,8 @@ CLAIMS: tuple[Claim, ...] = (
           "agrees when most of the top-10 neurons are in the upper half of the layers", _knowledge_neurons, n=8),
     Claim("language-neurons", "multilingual", "language-specific-neurons",
           "Language-specific neurons exist; deactivating them hurts their own language far more than others.",
-          "agrees when zeroing a language's neurons drops its own p(answer) more than the other languages'", _lape),
+          "agrees when zeroing a language's neurons raises the loss (perplexity) of its own text more than the other "
+          "languages' (the paper's measure)", _lape),
     Claim("refusal-direction", "refusal", "refusal-in-language-models-is-mediated",
           "Refusal is mediated by one direction: ablating it stops refusals of harmful instructions, adding it makes "
           "the model refuse harmless ones.",
@@ -210,15 +213,20 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def measure(model: str = "smollm2-135m", progress: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
-    """Run every claim on ``model`` → the JSON record (slow; imports torch)."""
+def measure(
+    model: str = "smollm2-135m", progress: Callable[[str], None] = lambda _s: None,
+    only: tuple[str, ...] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run every claim (or those of the implementations ``only`` names) on ``model`` → the JSON record (slow;
+    imports torch)."""
     from mi_catalog.methods.runner import run_impl
     from mi_catalog.models.loading import load_model
 
     lm = load_model(model)
     rows = []
-    for i, claim in enumerate(CLAIMS, 1):
-        progress(f"[{i}/{len(CLAIMS)}] {claim.impl} on {claim.task}")
+    chosen = [claim for claim in CLAIMS if only is None or claim.impl in only]
+    for i, claim in enumerate(chosen, 1):
+        progress(f"[{i}/{len(chosen)}] {claim.impl} on {claim.task}")
         start = time.perf_counter()
         run = compact({**run_impl(claim.impl, model=lm, task=claim.task, n=claim.n, **claim.overrides).to_dict(),
                        "n_layers": lm.n_layers})  # fmt: skip
@@ -227,6 +235,13 @@ def measure(model: str = "smollm2-135m", progress: Callable[[str], None] = lambd
                      "criterion": claim.criterion, "found": found, "verdict": verdict, "n": claim.n,
                      "seconds": round(time.perf_counter() - start, 1), "run": run})  # fmt: skip
     return {"model": lm.name, "command": f"python -m mi_catalog.methods.claims --model {model}", "rows": rows}
+
+
+def merge_rows(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with each row of ``new`` replacing the row of the same (implementation, task), in CLAIMS order."""
+    fresh = {(row["impl"], row["task"]): row for row in new["rows"]}
+    rows = [fresh.pop((row["impl"], row["task"]), row) for row in old["rows"]]
+    return {**old, "rows": rows + list(fresh.values())}
 
 
 FINDINGS_KEPT = 50  # per object kind; the summaries read at most the top 10
@@ -270,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every claim on a model and write the results record.")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--print", action="store_true", help="print the committed record's table and exit")
+    parser.add_argument(
+        "--only", metavar="IMPL[,IMPL]",
+        help="re-run only these implementations' claims and replace their rows in the committed record",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.print:
         record = load_record(args.model)
@@ -278,7 +297,19 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(render_markdown(record), end="")
         return 0
-    record = measure(args.model, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    only = tuple(part for part in (args.only or "").split(",") if part) or None
+    unknown = sorted(set(only or ()) - {claim.impl for claim in CLAIMS})
+    if unknown:
+        print(f"--only: no claim for {', '.join(unknown)}; claims exist for "
+              f"{', '.join(sorted({c.impl for c in CLAIMS}))}", file=sys.stderr)  # fmt: skip
+        return 2
+    old = load_record(args.model) if only else None
+    if only and old is None:
+        print(f"--only needs a committed record for {args.model}; run without --only first", file=sys.stderr)
+        return 1
+    record = measure(args.model, progress=lambda s: print(s, file=sys.stderr, flush=True), only=only)
+    if old is not None:
+        record = merge_rows(old, record)
     atomic_write_text(record_path(args.model), json.dumps(record, indent=1, allow_nan=False) + "\n")
     print(render_markdown(record), end="")
     return 0

@@ -36,7 +36,8 @@ def test_every_claim_names_a_real_implementation_task_and_paper() -> None:
          {"resid_subject_last_peak_layer": 3, "resid_last_peak_layer": 20, "mlp_subject_last_peak_layer": 2},
          {"resid_subject_last_peak_layer": 20, "resid_last_peak_layer": 3, "mlp_subject_last_peak_layer": 2}),
         (claims._tuned_lens, {"lens_kl_reduction": 0.4}, {"lens_kl_reduction": -0.1}),
-        (claims._lape, {"lape_own_drop": 0.2, "lape_other_drop": 0.01}, {"lape_own_drop": 0.0, "lape_other_drop": 0.1}),
+        (claims._lape, {"lape_own_nll_increase": 0.05, "lape_other_nll_increase": 0.001, "lape_own_drop": 0.0},
+         {"lape_own_nll_increase": 0.0, "lape_other_nll_increase": 0.02, "lape_own_drop": 0.3}),
         (claims._caa, {"sweep_effect_range": 0.8, "sweep_min_step": 0.0}, {"sweep_effect_range": 0.8, "sweep_min_step": -0.3}),
         (claims._refusal, {"refusal_rate_before": 1.0, "refusal_rate_ablated": 0.1, "harmless_refusal_before": 0.0,
                            "harmless_refusal_added": 0.9},
@@ -100,3 +101,16 @@ def test_committed_verdicts_follow_from_the_recorded_runs() -> None:
     for row in record["rows"]:
         assert len(row["run"]["findings"]) <= claims.FINDINGS_KEPT * 4, row["impl"]
         assert by_row[(row["impl"], row["task"])].summary(row["run"]) == (row["found"], row["verdict"]), row["impl"]
+
+
+def test_merge_rows_replaces_only_the_rerun_rows_in_place() -> None:
+    old = {"model": "m", "command": "c", "rows": [{"impl": "a", "task": "t", "v": 1}, {"impl": "b", "task": "t", "v": 1}]}
+    new = {"model": "m", "command": "c", "rows": [{"impl": "b", "task": "t", "v": 2}]}
+    merged = claims.merge_rows(old, new)
+    assert merged["rows"] == [{"impl": "a", "task": "t", "v": 1}, {"impl": "b", "task": "t", "v": 2}]
+
+
+def test_only_names_unknown_implementations_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert claims.main(["--only", "no-such-impl"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no claim for no-such-impl" in err
