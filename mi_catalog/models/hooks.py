@@ -471,7 +471,7 @@ def _hooked(
     lm: LoadedModel, state: ForwardState, entries: Iterable[tuple[Site, ActFn, _Deferrals | None]]
 ) -> Iterator[None]:
     """Register the mask tracker, then each ``(site, fn, deferred)``; remove exactly those on exit, also on error."""
-    for tapper in list(_TAPPING.get(lm.model, ())):
+    for tapper in list(_tap_recorders(lm.model) or ()):
         tapper.switch_to_hooks()  # before our hooks, as if the capture had hooked the model when entered
     handles: list[Handle] = []
     try:
@@ -548,9 +548,8 @@ def _tappable(lm: LoadedModel, targets: list[Site]) -> bool:
 
 def _hooked_anywhere(model: nn.Module) -> bool:
     """Any forward (pre-)hook on ``model`` or a submodule, or a global one."""
-    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    global_hooks = _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks
+    return bool(global_hooks) or bool(hook_snapshot(model))
 
 
 _torch_module = torch.nn.modules.module
@@ -559,8 +558,8 @@ _torch_module = torch.nn.modules.module
 class _TapCapture:
     """A detached capture recorded from the model's own taps: no torch hook runs on any module.
 
-    As a forward pass starts the model asks :meth:`begin`; after it, :meth:`record` stores the requested sites
-    from the pass's taps, with exactly the hooked capture's values and representation (per-head sites as
+    As a forward pass starts the model asks :meth:`begin`; after each layer :meth:`record_layer`, and after the
+    pass :meth:`record_ends`, store the requested sites from the pass's taps, with exactly the hooked capture's values and representation (per-head sites as
     deferred views of the raw projection). Hooks change what a capture must see, so the capture **switches to
     torch hooks** for the rest of its life: at once when one of our interventions is entered inside it (its
     hooks are registered first, so it sees what a hooked capture entered at the same time would), and at the
@@ -584,21 +583,20 @@ class _TapCapture:
         self.hooked = False
         model_recorders = _tap_recorders(lm.model)
         assert model_recorders is not None
-        model_recorders.append(self)
-        _TAPPING.setdefault(lm.model, []).append(self)
+        model_recorders.append(self)  # the model asks it at every pass; _hooked finds it there to switch it
 
     def begin(self, attention_mask: torch.Tensor | None) -> bool:
         """A pass starts: True to record it by taps; False once the capture is served by hooks."""
         if self.hooked:
             return False
+        mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
         if _next_handle_id() != self.handle_id:
             self.handle_id = _next_handle_id()
             if _hooked_anywhere(self.lm.model):
                 self.switch_to_hooks()
-                # The model's own pre-hook (the mask tracker) registers too late for this pass.
-                self.state.attention_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+                self.state.attention_mask = mask  # the capture's mask tracker registers too late for this pass
                 return False
-        self.cache.attention_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+        self.cache.attention_mask = mask
         return True
 
     def record_layer(self, index: int, tap: dict[str, torch.Tensor]) -> None:
@@ -628,13 +626,6 @@ class _TapCapture:
         recorders = _tap_recorders(self.lm.model)
         if recorders is not None and self in recorders:
             recorders.remove(self)
-        tapping = _TAPPING.get(self.lm.model)
-        if tapping is not None and self in tapping:
-            tapping.remove(self)
-
-
-# The tap captures active on each model, so an intervention entered inside one switches it to hooks first.
-_TAPPING: weakref.WeakKeyDictionary[nn.Module, list[_TapCapture]] = weakref.WeakKeyDictionary()
 
 
 def _tap_recorders(model: nn.Module) -> list[Any] | None:
@@ -649,6 +640,8 @@ def _next_handle_id() -> int:
 
 
 def _detached(act: torch.Tensor) -> torch.Tensor:
+    # Only a tensor in an autograd graph needs detaching; any other is stored as is (a detached alias of it
+    # would hold the same values at the cost of one more tensor op per site and forward pass).
     return act.detach() if act.requires_grad else act
 
 
@@ -668,14 +661,12 @@ def _recorders(cache: Cache, state: ForwardState, s: Site, detach: bool) -> tupl
         return s, record_attached, None
 
     def record(act: torch.Tensor) -> None:
-        # Only a tensor in an autograd graph needs detaching; any other is stored as is (a detached alias of
-        # it would hold the same values at the cost of one more tensor op per site and forward pass).
-        cache._acts[key] = act.detach() if act.requires_grad else act
+        cache._acts[key] = _detached(act)
         cache.attention_mask = state.attention_mask
 
     def view(extract: View) -> ActFn:
         def record_raw(raw: torch.Tensor) -> None:
-            cache._acts[key] = _Deferred(extract, (raw.detach() if raw.requires_grad else raw,), None)
+            cache._acts[key] = _Deferred(extract, (_detached(raw),), None)
             cache._deferred = True
             cache.attention_mask = state.attention_mask
 

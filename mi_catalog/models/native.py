@@ -264,11 +264,10 @@ class MLP(nn.Module):
         self.act_fn = nn.SiLU()  # a module, so mlp_pre (its input) is a hook point
 
     def forward(self, x: torch.Tensor, tap: Tap | None = None) -> torch.Tensor:
-        if tap is None:
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
         pre = self.gate_proj(x)
         act = self.act_fn(pre) * self.up_proj(x)
-        tap["mlp_pre"], tap["mlp_act"] = pre, act
+        if tap is not None:
+            tap["mlp_pre"], tap["mlp_act"] = pre, act
         return self.down_proj(act)
 
 
@@ -284,16 +283,13 @@ class DecoderLayer(nn.Module):
         self, hidden_states: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
         cache: KVCache | None = None, tap: Tap | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        if tap is None:
-            attn_out = self.self_attn(self.input_layernorm(hidden_states), rope, mask, cache)[0]
-            resid_mid = hidden_states + attn_out
-            return resid_mid + self.mlp(self.post_attention_layernorm(resid_mid))
         attn_out = self.self_attn(self.input_layernorm(hidden_states), rope, mask, cache, tap)[0]
         resid_mid = hidden_states + attn_out
         mlp_out = self.mlp(self.post_attention_layernorm(resid_mid), tap)
         resid_post = resid_mid + mlp_out
-        tap["resid_pre"], tap["attn_out"], tap["resid_mid"] = hidden_states, attn_out, resid_mid
-        tap["mlp_out"], tap["resid_post"] = mlp_out, resid_post
+        if tap is not None:
+            tap["resid_pre"], tap["attn_out"], tap["resid_mid"] = hidden_states, attn_out, resid_mid
+            tap["mlp_out"], tap["resid_post"] = mlp_out, resid_post
         return resid_post
 
 
@@ -346,7 +342,8 @@ class NativeLlamaForCausalLM(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         # Captures that record this model's sites from its own forward code rather than through torch hooks
-        # (mi_catalog.models.hooks.capture adds and removes them; each has begin(mask) -> bool, record_layer(index, tap) and record_ends(embed, final)).
+        # (mi_catalog.models.hooks.capture adds and removes them; each has begin(mask) -> bool,
+        # record_layer(index, tap) and record_ends(embed, final)).
         self.tap_recorders: list[Any] = []
 
     def forward(
@@ -376,16 +373,14 @@ class NativeLlamaForCausalLM(nn.Module):
         patterns: list[torch.Tensor] = []
         tapping = bool(recorders) or output_attentions  # the pattern is read from the layer's tap
         for index, layer in enumerate(self.model.layers):
-            if tapping:
-                tap: Tap = {}
-                hidden = layer(hidden, rope, mask, cache, tap)
+            tap: Tap | None = {} if tapping else None
+            hidden = layer(hidden, rope, mask, cache, tap)
+            if tap is not None:
                 # Recorded layer by layer, so the tensors nobody asked for are freed as without taps.
                 for recorder in recorders or ():
                     recorder.record_layer(index, tap)
                 if output_attentions:
                     patterns.append(tap["attn_pattern"])
-            else:
-                hidden = layer(hidden, rope, mask, cache)
             states.append(hidden)
         hidden = self.model.norm(hidden)
         for recorder in recorders or ():
