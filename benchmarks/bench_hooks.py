@@ -60,9 +60,7 @@ CLOCK = time.thread_time
 
 def capture_hook_points(lm: LoadedModel) -> list[tuple[torch.nn.Module, str]]:
     """(module, "forward" | "forward_pre") of every torch hook that capturing every site registers."""
-    forced = (
-        hooks_forced(lm, contextlib.nullcontext()) if hasattr(lm.model, "tap_recorders") else contextlib.nullcontext()
-    )
+    forced = hooks_forced(lm, contextlib.nullcontext()) if has_taps(lm) else contextlib.nullcontext()
     with forced:  # a capture served by taps registers no hook: time the hooks it would register
         before = hook_snapshot(lm.model)
         with capture(lm):
@@ -95,6 +93,11 @@ def bare_hooks(points: list[tuple[torch.nn.Module, str]], keep: bool) -> Iterato
     finally:
         for handle in handles:
             handle.remove()
+
+
+def has_taps(lm: LoadedModel) -> bool:
+    """Our native Llama: its captures are recorded from its own forward code, not through torch hooks."""
+    return hasattr(lm.model, "tap_recorders")
 
 
 @contextlib.contextmanager
@@ -146,7 +149,7 @@ def main() -> None:
         "capture+read every site": lambda: capture(lm, every),
     }
     n_sites = {label: len(every) for label in configs} | {"capture resid_post": len(resid)}
-    if getattr(lm.model, "tap_recorders", None) is not None:  # our native Llama: its captures use taps
+    if has_taps(lm):
         configs["capture every site, hooked"] = lambda: hooks_forced(lm, capture(lm, every))
         configs["capture+read every site, hooked"] = lambda: hooks_forced(lm, capture(lm, every))
         n_sites["capture every site, hooked"] = n_sites["capture+read every site, hooked"] = len(every)
